@@ -1,0 +1,125 @@
+"""Reconstruction ICA (RICA), pure functions over a params pytree (Ni et al. 2015, §3.1).
+
+For one receptive field ``x`` (D values) a layer with filters ``W`` (K x D), scale ``alpha`` and
+offset ``b`` computes::
+
+    z     = alpha * W x                          (encode)
+    x_hat = W^T z + b                            (decode, tied weights)
+    cost  = ||x_hat - x||^2 + lam * sum_k sqrt(z_k^2 + eps)
+    subject to ||W_k||_2 = 1 for every filter row k
+
+Every function takes a leading location axis: ``W`` is ``(L, K, D)``, ``alpha`` ``(L,)``, ``b``
+``(L, D)``, inputs ``x`` are location-major patches ``(L, B, D)``. Untied locally connected layers
+have one (W, alpha, b) per location; a dense layer is ``L = 1``.
+
+The unit-norm constraint is kept exact by *projection* (`project`, applied after every optimizer
+update) rather than by a ``W = V / ||V||`` parametrization: the stored ``W`` is then exactly the
+filter bank the network uses, which is what analysis, visualization and checkpoints read, and the
+forward pass carries no normalization.
+
+Two reconstruction modes:
+  * ``patch`` — each location reconstructs its own field; locations are fully independent, so
+    splitting them over devices needs no communication (the paper's §3.2). Default.
+  * ``image`` — overlapping reconstructions are summed back onto the input map and compared with
+    it (Le et al. 2012); a sharded run pays a halo exchange for the fold.
+
+Costs are averaged over the batch and over (real) locations; the reconstruction and sparsity terms
+are reported separately, so ``loss = reconstruction + lam * sparsity``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from livermore_brain.layers.geometry import LocalGeometry, extract_patches, fold_patches
+
+MODES = ("patch", "image")
+
+
+def init(key: jax.Array, g: LocalGeometry, features: int, dtype=jnp.float32) -> dict:
+  """Random unit-norm filters, ``alpha = 1``, ``b = 0``. Padded locations get zero filters."""
+  if not isinstance(features, int) or features <= 0:
+    raise ValueError(f"{g.name}: features must be a positive integer, got {features!r}")
+  w = jax.random.normal(key, (g.padded_locations, features, g.dim), dtype)
+  w = w * g.location_mask()[:, None, None].astype(dtype)
+  return {
+    "w": project(w),
+    "alpha": jnp.ones((g.padded_locations,), dtype),
+    "b": jnp.zeros((g.padded_locations, g.dim), dtype),
+  }
+
+
+def param_axes(g: LocalGeometry) -> dict:
+  """Logical axis names for every parameter (see `livermore_brain.sharding`).
+
+  Untied layers split their ``locations``; a dense layer (one location) splits its ``neurons``.
+  """
+  if g.is_dense:
+    return {"w": ("dense", "neurons", "inputs"), "alpha": ("dense",), "b": ("dense", "inputs")}
+  return {
+    "w": ("locations", "features", "inputs"),
+    "alpha": ("locations",),
+    "b": ("locations", "inputs"),
+  }
+
+
+def project(w: jax.Array) -> jax.Array:
+  """Rescale every filter row of ``(..., K, D)`` to unit L2 norm (zero rows stay zero)."""
+  norm = jnp.sqrt(jnp.sum(jnp.square(w), axis=-1, keepdims=True))
+  return w / jnp.where(norm > 0, norm, 1.0)
+
+
+def encode(params: dict, x: jax.Array) -> jax.Array:
+  """``z = alpha * W x``: patches ``(L, B, D)`` -> features ``(L, B, K)``."""
+  wx = jnp.einsum("lbd,lkd->lbk", x, params["w"].astype(x.dtype))
+  return params["alpha"].astype(x.dtype)[:, None, None] * wx
+
+
+def decode(params: dict, z: jax.Array) -> jax.Array:
+  """``x_hat = W^T z + b``: features ``(L, B, K)`` -> patches ``(L, B, D)``."""
+  wtz = jnp.einsum("lbk,lkd->lbd", z, params["w"].astype(z.dtype))
+  return wtz + params["b"].astype(z.dtype)[:, None, :]
+
+
+def cost(
+  params: dict,
+  x: jax.Array,
+  g: LocalGeometry,
+  *,
+  lam: float,
+  eps: float,
+  mode: str = "patch",
+  image: jax.Array | None = None,
+) -> tuple[jax.Array, dict]:
+  """RICA cost of patches ``x`` ``(L_pad, B, D)``; returns ``(loss, terms)``.
+
+  ``terms`` holds ``reconstruction`` and ``sparsity`` (so ``loss = rec + lam * sparsity``), each
+  a float32 scalar averaged over the batch and the real locations. In ``image`` mode ``image`` is
+  the spatial-major input map ``(H, W, B, C)`` that ``x`` was extracted from (it is rebuilt from
+  ``x`` when omitted, which is exact only for non-overlapping fields).
+  """
+  if mode not in MODES:
+    raise ValueError(f"{g.name}: reconstruction mode must be one of {MODES}, got {mode!r}")
+  b = x.shape[1]
+  mask = g.location_mask().astype(jnp.float32)
+  n = jnp.float32(b * g.num_locations)
+  z = encode(params, x)
+  x_hat = decode(params, z)
+  sparse = jnp.sum(jnp.sqrt(jnp.square(z.astype(jnp.float32)) + eps), axis=(1, 2))  # (L,)
+  sparse = jnp.sum(sparse * mask) / n
+  if mode == "patch":
+    err = jnp.sum(jnp.square((x_hat - x).astype(jnp.float32)), axis=(1, 2))  # (L,)
+    rec = jnp.sum(err * mask) / n
+  else:
+    if image is None:
+      image = fold_patches(x, g)
+    diff = fold_patches(x_hat, g) - image
+    rec = jnp.sum(jnp.square(diff.astype(jnp.float32))) / n
+  loss = rec + lam * sparse
+  return loss, {"reconstruction": rec, "sparsity": sparse}
+
+
+def apply(params: dict, image: jax.Array, g: LocalGeometry) -> jax.Array:
+  """Encode a spatial-major map ``(H, W, B, C)``: returns features ``(L_pad, B, K)``."""
+  return encode(params, extract_patches(image, g))

@@ -1,0 +1,1 @@
+"""Networks built from `livermore_brain.layers`."""
