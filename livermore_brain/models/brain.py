@@ -54,7 +54,7 @@ class NetworkSpec:
       raise ValueError(f"input_shape must be (H, W, C) positive, got {self.input_shape}")
     if not self.layers:
       raise ValueError("a network needs at least one layer")
-    self.geometries  # validate eagerly: bad geometry fails at construction, naming the layer
+    _ = self.geometries  # validate eagerly: bad geometry fails at construction, naming the layer
 
   @property
   def geometries(self) -> tuple[geo.LocalGeometry, ...]:

@@ -92,7 +92,7 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
 
 def spec_from_config(model: ml_collections.ConfigDict) -> NetworkSpec:
   """`NetworkSpec` from a ``model`` config section (layers in insertion order)."""
-  layers = tuple(LayerSpec(name=name, **dict(l)) for name, l in model.layers.items())
+  layers = tuple(LayerSpec(name=name, **dict(lc)) for name, lc in model.layers.items())
   return NetworkSpec(
     (model.image_size, model.image_size, model.channels),
     layers,
