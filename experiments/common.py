@@ -1,0 +1,86 @@
+"""Shared plumbing for the thin experiment entry points: flag parsing with errors a person can
+act on, and a ``main`` wrapper that turns library errors into one clear line."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+
+from absl import app, flags
+from absl import logging as absl_logging
+
+
+def _config_keys(cfg, prefix="") -> list[str]:
+  keys = []
+  for k, v in cfg.items():
+    full = f"{prefix}{k}"
+    keys.append(full)
+    if hasattr(v, "items"):
+      keys.extend(_config_keys(v, full + "."))
+  return keys
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing; a bad ``--config.key`` or config file becomes one clear line + exit 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    msg = str(e)
+    m = re.search(r"--?config\.([\w.\[\]]+)", " ".join(argv)) if "config" in msg else None
+    bad = _unknown_config_key(argv)
+    if bad is not None:
+      key, keys = bad
+      close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+      hint = f"; did you mean {', '.join(close)}?" if close else ""
+      print(
+        f"error: unknown config key '{key}'{hint} (see the config file for the valid keys)",
+        file=sys.stderr,
+      )
+    else:
+      first = msg.strip().splitlines()[-1] if msg.strip() else type(e).__name__
+      print(f"error: {first}" + (f" (flag --config.{m.group(1)})" if m else ""), file=sys.stderr)
+    sys.exit(2)
+
+
+def _unknown_config_key(argv: list[str]):
+  """(key, valid keys) for the first ``--config.key`` not present in the loaded config."""
+  try:
+    cfg = flags.FLAGS["config"].value
+  except Exception:
+    cfg = None
+  if cfg is None:
+    try:  # the override failed before the config was stored: load the file ourselves
+      from ml_collections.config_flags import config_flags
+
+      path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+      if path is None:
+        return None
+      cfg = config_flags._LoadConfigModule("config", path.split(":")[0]).get_config(  # noqa: SLF001
+        *([path.split(":", 1)[1]] if ":" in path else [])
+      )
+    except Exception:
+      return None
+  keys = _config_keys(cfg)
+  for a in argv:
+    m = re.match(r"--config\.([^=]+)", a)
+    if m and m.group(1) not in keys:
+      return m.group(1), keys
+  return None
+
+
+def run(main) -> None:
+  """`absl.app.run` with clear flag errors, and ValueError/FileNotFoundError as one line."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+  def wrapped(argv):
+    if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO; keep the console
+      absl_logging.set_verbosity(absl_logging.WARNING)  # for progress lines (-v 0 brings it back)
+    try:
+      return main(argv)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(wrapped, flags_parser=parse_flags)

@@ -1,0 +1,1 @@
+"""Training: state, optimizer, greedy pipeline schedule, jitted sharded step, checkpoints, loop."""

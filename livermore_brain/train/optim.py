@@ -1,0 +1,48 @@
+"""Optimizers from the config (``config.optimizer``), built with optax.
+
+The unit-norm constraint on RICA filters is kept by projecting after each update
+(`livermore_brain.layers.rica.project`, applied in the step), so any optax optimizer may be used.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import optax
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(
+    dict(
+      name="adam",
+      learning_rate=3e-3,
+      momentum=0.9,
+      b1=0.9,
+      b2=0.999,
+      weight_decay=0.0,
+      warmup_steps=0,
+      grad_clip=0.0,
+    )
+  )
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """``adam`` | ``adamw`` | ``sgd`` | ``momentum`` with optional warmup and global-norm clipping."""
+  lr = cfg.learning_rate
+  if cfg.get("warmup_steps", 0):
+    lr = optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+  name = cfg.name
+  if name == "adam":
+    tx = optax.adam(lr, b1=cfg.b1, b2=cfg.b2)
+  elif name == "adamw":
+    tx = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+  elif name == "sgd":
+    tx = optax.sgd(lr)
+  elif name == "momentum":
+    tx = optax.sgd(lr, momentum=cfg.momentum, nesterov=True)
+  else:
+    raise ValueError(f"unknown optimizer {name!r}; choose one of adam, adamw, sgd, momentum")
+  if cfg.get("grad_clip", 0.0):
+    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
+  return tx
