@@ -26,9 +26,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing; a bad ``--config.key`` or config file becomes one clear line + exit 2."""
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:
+  except Exception as e:  # noqa: BLE001 - absl, ml_collections and config files raise anything
     msg = str(e)
-    m = re.search(r"--?config\.([\w.\[\]]+)", " ".join(argv)) if "config" in msg else None
     bad = _unknown_config_key(argv)
     if bad is not None:
       key, keys = bad
@@ -40,7 +39,8 @@ def parse_flags(argv: list[str]) -> list[str]:
       )
     else:
       first = msg.strip().splitlines()[-1] if msg.strip() else type(e).__name__
-      print(f"error: {first}" + (f" (flag --config.{m.group(1)})" if m else ""), file=sys.stderr)
+      first = re.sub(r"^(\w+Error: )+", "", first)
+      print(f"error: {first}", file=sys.stderr)
     sys.exit(2)
 
 
