@@ -49,11 +49,16 @@ def parse_mesh(spec: str | Sequence[int] | None, num_devices: int) -> tuple[int,
   if isinstance(spec, str):
     sizes = {}
     parts = [p.strip() for p in spec.split(",") if p.strip()]
+    named = [":" in p for p in parts]
+    if len(parts) > len(MESH_AXES) or (any(named) and not all(named)):
+      raise ValueError(f"mesh must be 'data:A,model:B' or 'A,B' (two axes), got {spec!r}")
     for i, part in enumerate(parts):
       name, _, val = part.rpartition(":")
-      name = name or MESH_AXES[i] if i < len(MESH_AXES) else name
+      name = name or MESH_AXES[i]
       if name not in MESH_AXES:
         raise ValueError(f"mesh axis {name!r} unknown: use data:A,model:B (got {spec!r})")
+      if name in sizes:
+        raise ValueError(f"mesh axis {name!r} given twice in {spec!r}")
       try:
         sizes[name] = int(val)
       except ValueError:

@@ -18,6 +18,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,33 +92,53 @@ class LocalGeometry:
     return (jnp.arange(self.padded_locations) < self.num_locations).astype(jnp.float32)
 
 
+def patch_indices(g: LocalGeometry) -> np.ndarray:
+  """``(L_pad, fh * fw)`` int32: flat ``y * W + x`` of every field pixel, ``(dy, dx)`` order.
+
+  Padded locations point at index ``H * W``, one past the map: a zero row appended there.
+  """
+  lh, lw = g.grid
+  ly, lx = np.meshgrid(np.arange(lh) * g.stride, np.arange(lw) * g.stride, indexing="ij")
+  dy, dx = np.meshgrid(np.arange(g.field_h), np.arange(g.field_w), indexing="ij")
+  rows = ly.reshape(-1, 1) + dy.reshape(1, -1)
+  cols = lx.reshape(-1, 1) + dx.reshape(1, -1)
+  idx = rows * g.in_w + cols
+  pad = g.padded_locations - g.num_locations
+  if pad:
+    idx = np.concatenate([idx, np.full((pad, idx.shape[1]), g.in_h * g.in_w, idx.dtype)])
+  return idx.astype(np.int32)
+
+
 def extract_patches(x: jax.Array, g: LocalGeometry) -> jax.Array:
   """Spatial-major map ``(H, W, B, C)`` -> location-major patches ``(L_pad, B, D)``.
 
-  Built from ``field_h * field_w`` strided slices (no gather), so it lowers to cheap copies and
-  its transpose (``fold_patches``) to strided pads and adds.
+  One gather of ``(B, C)`` rows with constant indices, written straight into ``(L, B, fh*fw, C)``
+  order (no transpose). The gather's index axis is the location axis, so when patches are
+  constrained to ``locations -> model`` and the map is replicated over ``model``, XLA's SPMD
+  partitioner gathers each device's locations locally: no collective, no full-size temporary
+  (strided slices + stack made it exchange halos and materialize every patch on every device).
+  Its transpose (``fold_patches``) is a scatter-add.
   """
   h, w, b, c = x.shape
   if (h, w, c) != (g.in_h, g.in_w, g.in_c):
     raise ValueError(
       f"{g.name}: expected input (H, W, C)=({g.in_h}, {g.in_w}, {g.in_c}), got {(h, w, c)}"
     )
-  lh, lw = g.grid
-  s = g.stride
-  cols = []
-  for dy in range(g.field_h):
-    for dx in range(g.field_w):
-      cols.append(
-        jax.lax.slice(
-          x, (dy, dx, 0, 0), (dy + s * (lh - 1) + 1, dx + s * (lw - 1) + 1, b, c), (s, s, 1, 1)
-        )
-      )
-  p = jnp.stack(cols, axis=3)  # (Lh, Lw, B, fh*fw, C)
-  p = p.reshape(lh * lw, b, g.dim)
-  pad = g.padded_locations - g.num_locations
-  if pad:
-    p = jnp.concatenate([p, jnp.zeros((pad, b, g.dim), p.dtype)], axis=0)
-  return p
+  idx = patch_indices(g)
+  flat = x.reshape(h * w, b, c)
+  if g.padded_locations > g.num_locations:
+    flat = jnp.concatenate([flat, jnp.zeros((1, b, c), x.dtype)], axis=0)
+  dims = jax.lax.GatherDimensionNumbers(
+    offset_dims=(1, 3), collapsed_slice_dims=(0,), start_index_map=(0,)
+  )
+  p = jax.lax.gather(
+    flat,
+    jnp.asarray(idx)[..., None],
+    dims,
+    slice_sizes=(1, b, c),
+    mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+  )  # (L_pad, B, fh * fw, C)
+  return p.reshape(idx.shape[0], b, g.dim)
 
 
 def fold_patches(p: jax.Array, g: LocalGeometry) -> jax.Array:

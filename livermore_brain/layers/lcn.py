@@ -3,9 +3,14 @@
 For a spatial-major map ``x`` ``(H, W, B, K)`` and a Gaussian window ``w`` over ``size x size``
 positions and all K features (normalized so that ``sum w = 1``)::
 
-    v     = x - sum_{p,q,j} w_pq x[i+p, k+q, j] / K          (subtractive)
-    sigma = sqrt(sum_{p,q,j} w_pq v[i+p, k+q, j]^2 / K)
+    m     = sum_{p,q,j} w_pq x[i+p, k+q, j] / K              (local mean)
+    v     = x - m                                            (subtractive)
+    sigma = sqrt(sum_{p,q,j} w_pq (x[i+p, k+q, j] - m)^2 / K) (local spread around m)
     y     = v / max(mean(sigma), sigma, eps)                 (divisive)
+
+(sigma is the weighted spread of the window around the *centre's* local mean, computed as
+``E_w[x^2] - m^2``; Jarrett et al. centre each neighbour on its own mean, which needs one more
+smoothing pass and behaves the same on natural images.)
 
 ``mean(sigma)`` is taken per image (Jarrett's ``c``), so flat regions are not blown up and a
 constant image maps to zeros, never NaN.
@@ -43,7 +48,7 @@ def _smooth(x: jax.Array, taps: jax.Array, padding: str) -> jax.Array:
   y = jnp.transpose(x, (2, 3, 0, 1)).reshape(b, 1, h, w)  # NCHW, tiny (one channel)
   kern = (taps[:, None] * taps[None, :]).astype(x.dtype)[None, None]
   out = jax.lax.conv_general_dilated(
-    y, kern, (1, 1), [(size // 2, (size - 1) // 2)] * 2 if pad == "SAME" else "VALID"
+    y, kern, (1, 1), [((size - 1) // 2, size // 2)] * 2 if pad == "SAME" else "VALID"
   )
   return jnp.transpose(out, (2, 3, 0, 1))
 
@@ -61,6 +66,8 @@ def lcn(
   taps = gaussian_window(size, sigma)
   dtype = x.dtype
   x = x.astype(jnp.float32)
+  # LCN is invariant to a per-image offset; removing it first keeps E[x^2] - mean^2 accurate in f32.
+  x = x - jnp.mean(x, axis=(0, 1, 3), keepdims=True)
   norm = _smooth(jnp.ones((h, w, 1, 1), jnp.float32), taps, padding)  # window weight inside map
   mean = _smooth(x, taps, padding) / norm
   lo = (size - 1) // 2 if padding == "valid" else 0

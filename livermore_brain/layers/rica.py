@@ -96,8 +96,9 @@ def cost(
 
   ``terms`` holds ``reconstruction`` and ``sparsity`` (so ``loss = rec + lam * sparsity``), each
   a float32 scalar averaged over the batch and the real locations. In ``image`` mode ``image`` is
-  the spatial-major input map ``(H, W, B, C)`` that ``x`` was extracted from (it is rebuilt from
-  ``x`` when omitted, which is exact only for non-overlapping fields).
+  the spatial-major input map ``(H, W, B, C)`` that ``x`` was extracted from (it may be omitted
+  only for non-overlapping fields, where it is rebuilt from ``x``). Pixels that no field covers
+  are not part of the cost.
   """
   if mode not in MODES:
     raise ValueError(f"{g.name}: reconstruction mode must be one of {MODES}, got {mode!r}")
@@ -113,8 +114,14 @@ def cost(
     rec = jnp.sum(err * mask) / n
   else:
     if image is None:
+      if g.field_h > g.stride or g.field_w > g.stride:
+        raise ValueError(
+          f"{g.name}: image mode with overlapping fields needs the input map "
+          f"(pass image=...); folding the patches would count overlaps twice"
+        )
       image = fold_patches(x, g)
-    diff = fold_patches(x_hat, g) - image
+    ch, cw = g.coverage  # pixels no field covers cannot be reconstructed: leave them out
+    diff = (fold_patches(x_hat, g) - image)[:ch, :cw]
     rec = jnp.sum(jnp.square(diff.astype(jnp.float32))) / n
   loss = rec + lam * sparse
   return loss, {"reconstruction": rec, "sparsity": sparse}

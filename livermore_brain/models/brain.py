@@ -81,7 +81,9 @@ class NetworkSpec:
       out.append(g)
       lh, lw = g.grid
       if spec.lcn_padding not in lcn_lib.PADDINGS:
-        raise ValueError(f"{spec.name}: lcn_padding must be one of {lcn_lib.PADDINGS}")
+        raise ValueError(
+          f"{spec.name}: lcn_padding must be one of {lcn_lib.PADDINGS}, got {spec.lcn_padding!r}"
+        )
       if spec.lcn_padding == "valid" and spec.lcn_size > min(lh, lw):
         raise ValueError(
           f"{spec.name}: LCN window {spec.lcn_size} does not fit its "

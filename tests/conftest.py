@@ -1,0 +1,52 @@
+"""Test-session setup: 8 fake CPU devices for sharded code, TensorFlow kept off the GPUs.
+
+This file is imported by pytest before any test module, hence before JAX is imported, which is
+what lets ``--xla_force_host_platform_device_count`` take effect. Nothing else is set globally:
+x64 stays *off* (golden tests compare float32 JAX against float64 numpy on purpose).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+NUM_CPU_DEVICES = 8
+
+
+def _add_xla_flag() -> None:
+  flags = os.environ.get("XLA_FLAGS", "")
+  if _DEVICE_FLAG in flags:  # respect an explicit choice from the caller
+    return
+  os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_FLAG}={NUM_CPU_DEVICES}".strip()
+  if "jax" in sys.modules:  # a plugin imported JAX first: the backend may already be up
+    warnings.warn(
+      "jax was imported before tests/conftest.py set XLA_FLAGS; the fake-device count may not "
+      "take effect",
+      stacklevel=1,
+    )
+
+
+def _hide_gpus_from_tensorflow() -> None:
+  """Keep tf.data (if some test imported TensorFlow) from grabbing GPU memory JAX needs.
+
+  TensorFlow is never imported here (that alone costs seconds); only an already imported one is
+  configured.
+  """
+  tf = sys.modules.get("tensorflow")
+  if tf is None:
+    return
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except (RuntimeError, ValueError, AttributeError):  # already initialized, or a stub module
+    pass
+
+
+_add_xla_flag()
+_hide_gpus_from_tensorflow()
+
+
+def pytest_collection_finish():
+  """Test modules are imported now; hide GPUs from a TensorFlow one of them imported."""
+  _hide_gpus_from_tensorflow()
