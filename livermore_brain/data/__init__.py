@@ -1,0 +1,38 @@
+"""Input pipeline (tf.data only, no JAX): sources, the paper's preprocessing, whitening, batches.
+
+    from livermore_brain import data
+    cfg = data.default_config()           # the `data` section of every experiment config
+    pipe = data.make_pipeline(cfg, image_size=S, channels=C, global_batch=B, seed=seed,
+                              process_index=0, process_count=1, workdir=None)
+    batch = next(pipe.iterate(start_batch=k))   # dict(image=float32 (B / P, S, S, C))
+    pipe.bad_counts(), pipe.whitening, pipe.describe()
+
+Sources (``data.source``): ``builtin`` (photos shipped with scikit-image / scikit-learn),
+``folder:<dir>``, ``tfds:<name>[:<split>]``, ``yfcc100m:<metadata file>`` (+ ``data.image_dir``).
+See docs/data.md. TensorFlow is imported (and hidden from the GPUs) only when the pipeline is
+first used, so `config` and `yfcc` stay light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from livermore_brain.data.config import default_config
+
+_LAZY = {
+  "Pipeline": "livermore_brain.data.pipeline",
+  "make_pipeline": "livermore_brain.data.pipeline",
+  "measure_throughput": "livermore_brain.data.pipeline",
+  "summarize_bad_counts": "livermore_brain.data.pipeline",
+  "Whitening": "livermore_brain.data.whitening",
+  "parse_line": "livermore_brain.data.yfcc",
+  "Record": "livermore_brain.data.yfcc",
+}
+
+__all__ = ["default_config", *_LAZY]
+
+
+def __getattr__(name: str):
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'livermore_brain.data' has no attribute {name!r}")

@@ -1,0 +1,78 @@
+"""The ``data`` section of every experiment config, and its validation (no TensorFlow here).
+
+Every field is overridable from the command line as ``--config.data.<field>=<value>``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+SOURCE_FORMS = "builtin, folder:<dir>, tfds:<name>[:<split>], yfcc100m:<metadata file>"
+CROPS = ("auto", "center", "random")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Defaults: the offline ``builtin`` photos, random crops, per-image normalization + ZCA."""
+  c = ml_collections.ConfigDict()
+  # Where images come from: builtin | folder:<dir> | tfds:<name>[:<split>] | yfcc100m:<file>.
+  c.source = "builtin"
+  c.image_dir = ""  # yfcc100m: <image_dir>/<hash[0:3]>/<hash[3:6]>/<hash>.jpg or <photo id>.jpg
+  c.tfds_data_dir = ""  # tfds: where the dataset was prepared ("" = the TFDS default)
+  # "center" = the paper (§4): scale the smallest side to S, center-crop SxS. "random" = SxS crops
+  # of random position and scale. "auto" = random for builtin (~20 photos), center otherwise.
+  c.crop = "auto"
+  c.random_crop_min_scale = 0.25  # random crops: side in [min_scale, 1] x the smallest side
+  c.grayscale = False  # luminance only (then repeated if 3 channels are asked for)
+  c.normalize_eps = 0.01  # per-image normalization: (x - mean) / (std + eps), x in [0, 1]
+  # ZCA whitening (Coates et al. 2013 / Le et al. 2012) applied as a convolution filter.
+  c.whiten = True
+  c.whitening_samples = 50_000  # patches the ZCA is fitted on
+  c.whitening_images = 64  # ... drawn from this many images (a fixed, process-independent set)
+  c.whitening_patch = 9  # odd: the filter is the ZCA row of the centre pixel
+  c.whitening_eps = 0.1  # ZCA regularizer, added to the eigenvalues
+  c.shuffle = True  # a fresh permutation of the shard every epoch, from (seed, epoch)
+  c.block_size = 960  # images per data block (paper: 960 = 5 minibatches of 192); tfds read unit
+  c.num_parallel_calls = -1  # decode threads; -1 = tf.data AUTOTUNE
+  c.prefetch = -1  # batches prefetched; -1 = AUTOTUNE
+  c.cache_decoded = True  # keep decoded images in memory (up to cache_max_mb) for later epochs
+  c.cache_max_mb = 1024
+  c.index_cache = True  # yfcc100m: save the metadata index under <workdir>/yfcc_index/
+  return c
+
+
+def resolve(cfg) -> ml_collections.ConfigDict:
+  """A full copy of ``cfg`` over the defaults; a clear ValueError for an unknown key or value."""
+  full = default_config()
+  given = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
+  for key, value in given.items():
+    if key not in full:
+      raise ValueError(
+        f"unknown data config key {key!r}; valid keys: {', '.join(sorted(full.keys()))}"
+      )
+    full[key] = value
+  if full.crop not in CROPS:
+    raise ValueError(f"data.crop={full.crop!r} is not one of {', '.join(CROPS)}")
+  if not 0.0 < float(full.random_crop_min_scale) <= 1.0:
+    raise ValueError(
+      f"data.random_crop_min_scale must be in (0, 1], got {full.random_crop_min_scale}"
+    )
+  if full.whiten and (int(full.whitening_patch) < 1 or int(full.whitening_patch) % 2 == 0):
+    raise ValueError(
+      f"data.whitening_patch must be a positive odd number, got {full.whitening_patch}"
+    )
+  if int(full.block_size) < 1:
+    raise ValueError(f"data.block_size must be >= 1, got {full.block_size}")
+  return full
+
+
+def parse_source(source: str) -> tuple[str, str, str]:
+  """``"tfds:mnist:train"`` -> ``("tfds", "mnist", "train")``; kinds: builtin/folder/tfds/yfcc100m."""
+  kind, _, rest = str(source).partition(":")
+  if kind == "builtin" and not rest:
+    return kind, "", ""
+  if kind in ("folder", "yfcc100m") and rest:
+    return kind, rest, ""
+  if kind == "tfds" and rest:
+    name, _, split = rest.partition(":")
+    return kind, name, split or "train"
+  raise ValueError(f"data.source={source!r} is not understood; use one of: {SOURCE_FORMS}")

@@ -1,0 +1,194 @@
+"""Decoding with a reason for every failure, and the paper's crop + per-image normalization.
+
+Pure numpy / Pillow (runs inside ``tf.numpy_function``; Pillow releases the GIL while decoding and
+resampling, so tf.data's parallel calls decode in parallel).
+
+Stage 1 (`crop`): an encoded file or an in-memory array -> ``uint8 (S, S, C)``:
+* ``center`` (paper §4): scale the smallest side to S and take the centre SxS; done in one
+  antialiased resample of the central square, after JPEG DCT-domain downscaling (``draft``).
+* ``random``: a square of side ``u * min(h, w)``, ``u ~ U[min_scale, 1]``, at a uniformly random
+  position, resampled to SxS. The randomness comes from ``rng`` (the pipeline seeds it from
+  ``(seed, global example index)``).
+Stage 2 (`normalize`): ``x / 255``, minus the image mean, divided by ``std + eps`` (one mean and
+std per image, over pixels and channels).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# Reason codes carried through tf.data (0 = fine). Order is part of the batch format.
+REASONS = ("ok", "missing_file", "empty_file", "not_image", "decode_error", "read_error")
+CODE = {r: i for i, r in enumerate(REASONS)}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+
+class BadImage(Exception):
+  """An item that cannot be used; ``reason`` is one of `REASONS` (not "ok")."""
+
+  def __init__(self, reason: str, detail: str = ""):
+    super().__init__(f"{reason}: {detail}" if detail else reason)
+    self.reason = reason
+
+
+def read_file(path: str) -> bytes:
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except FileNotFoundError:
+    raise BadImage("missing_file", path) from None
+  except OSError as e:
+    raise BadImage("read_error", f"{path}: {e}") from None
+  if not data:
+    raise BadImage("empty_file", path)
+  return data
+
+
+def open_image(data: bytes) -> Image.Image:
+  """A lazily decoded Pillow image (decoding errors surface in `crop`)."""
+  if not data:
+    raise BadImage("empty_file")
+  try:
+    return Image.open(io.BytesIO(data))
+  except UnidentifiedImageError:
+    raise BadImage("not_image") from None
+  except Exception as e:  # noqa: BLE001 - any parser failure is a bad file, never a crash
+    raise BadImage("decode_error", repr(e)) from None
+
+
+def load_path(path: str) -> Image.Image:
+  return open_image(read_file(path))
+
+
+def list_images(root: str) -> list[str]:
+  """Every JPEG/PNG/GIF/BMP under ``root``, recursively, sorted (deterministic)."""
+  found = []
+  for d, dirs, files in os.walk(root):
+    dirs.sort()
+    for name in sorted(files):
+      if name.lower().endswith(IMAGE_EXTENSIONS):
+        found.append(os.path.join(d, name))
+  return found
+
+
+def _to_mode(img: Image.Image, mode: str) -> Image.Image:
+  if img.mode == mode:
+    return img
+  if img.mode.startswith("I;16") or img.mode in ("I", "F"):  # high bit depth: rescale, not clip
+    a = np.asarray(img, np.float64)
+    a = a / 257.0 if img.mode.startswith("I;16") else 255.0 * (a - a.min()) / max(np.ptp(a), 1e-9)
+    img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+  elif img.mode not in ("RGB", "L"):
+    img = img.convert("RGBA").convert("RGB") if "A" in img.mode or img.mode == "P" else img
+  return img.convert(mode)
+
+
+class Pyramid:
+  """An in-memory image with 2x, 4x, ... reduced copies: crops resample from the smallest level
+  that still has enough pixels (the in-memory analogue of JPEG ``draft``)."""
+
+  def __init__(self, obj, min_side: int = 16):
+    img = obj if isinstance(obj, Image.Image) else Image.fromarray(np.asarray(obj))
+    if img.mode not in ("RGB", "L"):
+      img = _to_mode(img, "RGB")
+    img.load()
+    self.size = img.size
+    self.levels = [img]
+    while min(self.levels[-1].size) >= 2 * min_side:
+      self.levels.append(self.levels[-1].reduce(2))
+    self.nbytes = sum(len(im.getbands()) * im.size[0] * im.size[1] for im in self.levels)
+
+  def level_for(self, side: float, size: int) -> Image.Image:
+    """The smallest level on which a square of ``side`` (level-0 pixels) spans >= size pixels."""
+    best = self.levels[0]
+    for im in self.levels[1:]:
+      if side * im.size[0] / self.size[0] < size:
+        break
+      best = im
+    return best
+
+
+def crop_box(w: int, h: int, crop: str, rng, min_scale: float) -> tuple[float, float, float]:
+  """``(x0, y0, side)`` of the square to resample, in pixels of a ``w x h`` image."""
+  m = float(min(w, h))
+  if crop == "center":
+    return (w - m) / 2.0, (h - m) / 2.0, m
+  side = m * rng.uniform(min_scale, 1.0)
+  return rng.uniform(0.0, w - side), rng.uniform(0.0, h - side), side
+
+
+def crop(
+  obj,
+  size: int,
+  channels: int,
+  crop_mode: str,
+  rng=None,
+  min_scale: float = 0.25,
+  grayscale: bool = False,
+) -> np.ndarray:
+  """Stage 1: a Pillow image (lazy), a `Pyramid` or a uint8 array -> ``uint8 (S, S, C)``."""
+  mode = "L" if (grayscale or channels == 1) else "RGB"
+  try:
+    if isinstance(obj, Pyramid):
+      w, h = obj.size
+    else:
+      obj = obj if isinstance(obj, Image.Image) else Image.fromarray(np.asarray(obj))
+      w, h = obj.size
+    if w < 1 or h < 1:
+      raise BadImage("decode_error", "empty image")
+    x0, y0, side = crop_box(w, h, crop_mode, rng, min_scale)
+    img = obj.level_for(side, size) if isinstance(obj, Pyramid) else obj
+    if img.format == "JPEG" and side > size:  # decode at 1/2, 1/4, 1/8 scale when enough
+      img.draft(mode, (int(np.ceil(size * w / side)), int(np.ceil(size * h / side))))
+    sx, sy = img.size[0] / w, img.size[1] / h
+    x0, y0, w_side, h_side = x0 * sx, y0 * sy, side * sx, side * sy
+    if img.mode not in ("RGB", "L"):
+      img = _to_mode(img, mode)
+    box = (x0, y0, x0 + w_side, y0 + h_side)
+    out = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    out = np.asarray(_to_mode(out, mode), np.uint8)
+  except BadImage:
+    raise
+  except Exception as e:  # noqa: BLE001 - truncated data, decompression bombs, odd modes
+    raise BadImage("decode_error", repr(e)) from None
+  if out.ndim == 2:
+    out = out[:, :, None]
+  if channels == 3 and out.shape[2] == 1:
+    out = np.repeat(out, 3, axis=2)
+  return np.ascontiguousarray(out)
+
+
+def pyramid(obj, min_side: int = 16) -> Pyramid:
+  """Fully decode into a `Pyramid` (kept in memory: builtin images, the decoded cache)."""
+  try:
+    return Pyramid(obj, min_side)
+  except BadImage:
+    raise
+  except Exception as e:  # noqa: BLE001 - truncated data etc.
+    raise BadImage("decode_error", repr(e)) from None
+
+
+def normalize(x: np.ndarray, eps: float) -> np.ndarray:
+  """Stage 2 on ``uint8 (..., H, W, C)``: float32, zero mean and unit std (+eps) per image."""
+  x = np.asarray(x, np.float32) / 255.0
+  axes = (-3, -2, -1)
+  x = x - x.mean(axis=axes, keepdims=True)
+  return x / (x.std(axis=axes, keepdims=True) + np.float32(eps))
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+  """Convert a bool / float / other-int image array to uint8 (for the builtin images)."""
+  x = np.asarray(x)
+  if x.dtype == np.uint8:
+    return x
+  if x.dtype == bool:
+    return x.astype(np.uint8) * 255
+  x = x.astype(np.float64)
+  lo, hi = float(x.min()), float(x.max())
+  if lo >= 0.0 and hi <= 1.0:
+    return np.round(x * 255).astype(np.uint8)
+  return np.round(255 * (x - lo) / max(hi - lo, 1e-9)).astype(np.uint8)

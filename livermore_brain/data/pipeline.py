@@ -1,0 +1,366 @@
+"""The tf.data input pipeline: deterministic, exactly resumable, multi-process, bad-data tolerant.
+
+Positions. Process ``p`` of ``P`` yields local batches of ``b = B / P`` images; slot ``j`` of its
+batch ``k`` is local position ``q = k b + j`` and global example ``g = k B + p b + j``. Local
+position ``q`` is item ``perm_e[q mod n]`` of the process's shard of ``n`` items, where
+``e = q div n`` is the epoch and ``perm_e`` a permutation drawn from ``(seed, e, p, P)``. Random
+crops use a generator seeded from ``(seed, g)``. So batch ``k`` is a pure function of
+``(cfg, seed, k, p, P)``, and ``iterate(start_batch=k)`` starts tf.data at position ``k b``
+without touching earlier batches. (TFDS sources use permuted blocks instead: `tfds_source`.)
+
+Bad data. An undecodable item (missing / empty / not an image / truncated) is replaced, for that
+slot only, by the next good item of the same epoch's permutation, so every batch is full, the
+position arithmetic above still holds, and no valid image is dropped (it still appears in its own
+slot). The slot's reason is counted when its batch is *yielded*, so `bad_counts` is exact.
+Known-bad items are remembered and never read twice. If every item of the shard is bad the
+pipeline stops with a clear error instead of spinning.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+
+from livermore_brain.data import config as config_lib
+from livermore_brain.data import images, tf_ops
+from livermore_brain.data import whitening as whitening_lib
+from livermore_brain.data.tfenv import tf
+
+_OP_ERROR = tf.errors.OpError
+_WHITEN_DOMAIN = 7  # RNG domain of the crops the whitening is fitted on (not training examples)
+
+
+def summarize_bad_counts(counts: dict) -> str:
+  """One line, e.g. ``skipped 3 images (decode_error=2, missing_file=1); 1 videos, 0 malformed``."""
+  bad = {k: v for k, v in sorted(counts.items()) if k not in ("skipped_videos", "malformed_line")}
+  n = sum(bad.values())
+  parts = f"skipped {n} images" + (
+    f" ({', '.join(f'{k}={v}' for k, v in bad.items())})" if n else ""
+  )
+  extra = [f"{counts[k]} {k}" for k in ("skipped_videos", "malformed_line") if counts.get(k)]
+  return "; ".join([parts] + extra)
+
+
+class Pipeline:
+  """Use `make_pipeline`. ``iterate(start_batch=k)`` yields ``dict(image=float32 (b, S, S, C))``."""
+
+  def __init__(
+    self,
+    cfg,
+    source,
+    *,
+    image_size,
+    channels,
+    global_batch,
+    seed,
+    process_index,
+    process_count,
+    workdir=None,
+  ):
+    self.cfg, self.source = cfg, source
+    self.image_size, self.channels = int(image_size), int(channels)
+    self.global_batch, self.seed = int(global_batch), int(seed)
+    self.process_index, self.process_count = int(process_index), int(process_count)
+    self.local_batch = self.global_batch // self.process_count
+    self._seed_u = self.seed % (1 << 63)
+    kind = type(source).__name__
+    self.crop = (
+      cfg.crop if cfg.crop != "auto" else ("random" if kind == "BuiltinSource" else "center")
+    )
+    self._sequential = hasattr(source, "stream")  # tfds: blocks, not random access
+    self._lock = threading.Lock()
+    self._perms: dict[int, np.ndarray] = {}
+    self._bad: dict[int, str] = {}
+    self._cache: dict[int, np.ndarray] = {}
+    self._cache_bytes = 0
+    self._cache_cap = int(cfg.cache_max_mb) << 20 if cfg.cache_decoded else 0
+    self.reads = 0  # items fetched from the source (cache misses, prefetching included)
+    self._counts = dict(source.counts())
+    self.whitening = self._whitening(workdir) if cfg.whiten else None
+
+  # ---- description ----------------------------------------------------------------------------
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return (self.image_size, self.image_size, self.channels)
+
+  @property
+  def batches_per_block(self) -> int:
+    return max(1, int(self.cfg.block_size) // self.global_batch)
+
+  def describe(self) -> str:
+    s, c = self.image_size, self.channels
+    w = self.whitening
+    white = f"ZCA-whitened ({w.patch}x{w.patch} filter)" if w is not None else "not whitened"
+    gray = ", grayscale" if self.cfg.grayscale else ""
+    return (
+      f"{self.source.describe()}; {s}x{s}x{c} {self.crop} crops{gray}, per-image normalized, "
+      f"{white}; batch {self.global_batch} = {self.process_count} x {self.local_batch}, "
+      f"process {self.process_index}, seed {self.seed}"
+    )
+
+  def bad_counts(self) -> dict:
+    """Cumulative skipped items by reason (this process; images counted when yielded)."""
+    with self._lock:
+      return dict(self._counts)
+
+  def bad_summary(self) -> str:
+    return summarize_bad_counts(self.bad_counts())
+
+  # ---- stage 1 (Python, inside tf.numpy_function) ---------------------------------------------
+  def _rng(self, g: int, domain: int = 0):
+    return np.random.default_rng([self._seed_u, domain, int(g)])
+
+  def prepare(self, obj, g: int, domain: int = 0) -> np.ndarray:
+    """Decode + crop one image for global example ``g``: ``uint8 (S, S, C)``."""
+    rng = self._rng(g, domain) if self.crop == "random" else None
+    cfg = self.cfg
+    return images.crop(
+      obj, self.image_size, self.channels, self.crop, rng, cfg.random_crop_min_scale, cfg.grayscale
+    )
+
+  def _perm(self, epoch: int) -> np.ndarray:
+    with self._lock:
+      p = self._perms.get(epoch)
+      if p is None:
+        n = self.source.num_items
+        if self.cfg.shuffle:
+          rng = np.random.default_rng(
+            [self._seed_u, 1, self.process_index, self.process_count, epoch]
+          )
+          p = rng.permutation(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64))
+        else:
+          p = np.arange(n)
+        self._perms[epoch] = p
+        for old in sorted(self._perms)[:-3]:
+          del self._perms[old]
+      return p
+
+  def _item(self, item: int, g: int) -> np.ndarray:
+    reason = self._bad.get(item)
+    if reason is not None:
+      raise images.BadImage(reason)
+    cached = self._cache.get(item)
+    if cached is not None:
+      return cached if self.crop == "center" else self.prepare(cached, g)
+    try:
+      obj = self.source.load(item)
+      with self._lock:
+        self.reads += 1
+      if not (self.source.cacheable and self._cache_bytes < self._cache_cap):
+        return self.prepare(obj, g)
+      keep = out = self.prepare(obj, g) if self.crop == "center" else None
+      if keep is None:
+        keep = images.pyramid(obj, self.image_size)
+        out = self.prepare(keep, g)
+      with self._lock:
+        if item not in self._cache and self._cache_bytes < self._cache_cap:
+          self._cache[item] = keep
+          self._cache_bytes += keep.nbytes
+      return out
+    except images.BadImage as e:
+      with self._lock:
+        self._bad[item] = e.reason
+      raise
+
+  def _load_slot(self, q):
+    q = int(q)
+    k, j = divmod(q, self.local_batch)
+    g = k * self.global_batch + self.process_index * self.local_batch + j
+    n = self.source.num_items
+    epoch, pos = divmod(q, n)
+    perm = self._perm(epoch)
+    reason = 0
+    for t in range(n):
+      item = int(perm[(pos + t) % n])
+      try:
+        img = self._item(item, g)
+      except images.BadImage as e:
+        reason = reason or images.CODE[e.reason]
+        continue
+      return img, np.int64(self.source.global_id(item)), np.int64(g), np.int8(reason)
+    raise RuntimeError(
+      f"every one of the {n} items of this process's shard is undecodable "
+      f"({summarize_bad_counts(self._bad_histogram())}): {self.source.describe()}"
+    )
+
+  def _bad_histogram(self) -> dict:
+    with self._lock:
+      out: dict[str, int] = {}
+      for r in self._bad.values():
+        out[r] = out.get(r, 0) + 1
+      return out
+
+  def _load_encoded(self, q, data, example):
+    q = int(q)
+    k, j = divmod(q, self.local_batch)
+    g = k * self.global_batch + self.process_index * self.local_batch + j
+    with self._lock:
+      self.reads += 1
+    try:
+      img = self.prepare(images.open_image(bytes(data)), g)
+      reason = 0
+    except images.BadImage as e:  # prepared TFDS data: should not happen; a blank, counted slot
+      img, reason = np.zeros(self.image_shape, np.uint8), images.CODE[e.reason]
+    return img, np.int64(example), np.int64(g), np.int8(reason)
+
+  # ---- whitening ------------------------------------------------------------------------------
+  def _whitening(self, workdir):
+    cfg = self.cfg
+    path = os.path.join(workdir, "whitening.npz") if workdir else None
+    if path and os.path.exists(path):
+      w = whitening_lib.Whitening.load(path)
+      if w.channels != self.channels:
+        raise ValueError(
+          f"{path} whitens {w.channels}-channel images but the network takes {self.channels}: "
+          f"use a fresh workdir or delete the file to refit"
+        )
+      return w
+    eps = float(cfg.normalize_eps)
+    sample = self.source.whitening_images(
+      int(cfg.whitening_images),
+      lambda obj, j: images.normalize(self.prepare(obj, j, _WHITEN_DOMAIN), eps),
+    )
+    w = whitening_lib.fit(
+      sample, int(cfg.whitening_patch), int(cfg.whitening_samples), float(cfg.whitening_eps),
+      self.seed,
+    )  # fmt: skip
+    w.meta.update(images=len(sample), image_size=self.image_size, crop=self.crop)
+    if path and self.process_index == 0:
+      os.makedirs(workdir, exist_ok=True)
+      w.save(path)
+    return w
+
+  # ---- tf.data --------------------------------------------------------------------------------
+  def _postprocess_fn(self):
+    eps = float(self.cfg.normalize_eps)
+    w = self.whitening
+    whiten = None if w is None else tf_ops.whiten_fn(w.kernel, self.image_size, self.image_size)
+
+    def post(ex):
+      x = tf_ops.normalize(ex["image"], eps)
+      return dict(ex, image=x if whiten is None else whiten(x))
+
+    return post
+
+  def dataset(self, start_batch: int = 0):
+    """The tf.data pipeline from local batch ``start_batch`` on (dict of batched tensors)."""
+    lb = self.local_batch
+    npc = (
+      tf.data.AUTOTUNE if int(self.cfg.num_parallel_calls) < 0 else int(self.cfg.num_parallel_calls)
+    )
+    out_t = [tf.uint8, tf.int64, tf.int64, tf.int8]
+
+    def finish(img, item, g, reason):
+      img.set_shape(self.image_shape)
+      for t in (item, g, reason):
+        t.set_shape(())
+      return dict(image=img, item=item, example=g, reason=reason)
+
+    if self._sequential:
+      sig = (tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int64))
+      ds = tf.data.Dataset.from_generator(
+        lambda: self.source.stream(start_batch * lb, self._seed_u, bool(self.cfg.shuffle)),
+        output_signature=sig,
+      )
+      load = lambda q, d, e: finish(*tf.numpy_function(self._load_encoded, [q, d, e], out_t))
+    else:
+      ds = tf.data.Dataset.range(start_batch * lb, 1 << 62)
+      load = lambda q: finish(*tf.numpy_function(self._load_slot, [q], out_t))
+    ds = ds.map(load, num_parallel_calls=npc, deterministic=True)
+    ds = ds.batch(lb, drop_remainder=True)
+    ds = ds.map(self._postprocess_fn(), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.prefetch(tf.data.AUTOTUNE if int(self.cfg.prefetch) < 0 else int(self.cfg.prefetch))
+    opts = tf.data.Options()
+    opts.deterministic = True
+    return ds.with_options(opts)
+
+  def iterate(self, start_batch: int = 0, return_meta: bool = False):
+    """Local batches ``start_batch, start_batch + 1, ...`` forever (epochs roll over).
+
+    Each is ``dict(image=float32 (local_batch, S, S, C))``; with ``return_meta`` also ``item``
+    (global id of the image actually used: index in the sorted list for builtin/folder, byte
+    offset of the metadata line for yfcc100m, example index for tfds), ``example`` (global
+    example index) and ``reason`` (0, or the `images.REASONS` code of a replaced slot).
+    """
+    if int(start_batch) < 0:
+      raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    op_error = _OP_ERROR  # a local: module globals may be gone when a generator is closed at exit
+    try:
+      for ex in self.dataset(int(start_batch)).as_numpy_iterator():
+        codes = ex["reason"][ex["reason"] > 0]
+        if codes.size:
+          with self._lock:
+            for c in codes:
+              name = images.REASONS[int(c)]
+              self._counts[name] = self._counts.get(name, 0) + 1
+        yield ex if return_meta else {"image": ex["image"]}
+    except op_error as e:
+      msg = e.message.strip().splitlines()
+      raise RuntimeError(f"input pipeline failed: {msg[0] if msg else e}") from None
+
+
+def make_pipeline(
+  cfg,
+  image_size: int,
+  channels: int,
+  global_batch: int,
+  seed: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+  workdir: str | None = None,
+) -> Pipeline:
+  """Build the input pipeline of one process; see the module docstring for the guarantees."""
+  from livermore_brain.data import sources
+
+  cfg = config_lib.resolve(cfg)
+  if int(process_count) < 1 or not 0 <= int(process_index) < int(process_count):
+    raise ValueError(f"process_index={process_index} must be in [0, process_count={process_count})")
+  if int(global_batch) < 1 or int(global_batch) % int(process_count):
+    raise ValueError(
+      f"global_batch={global_batch} is not divisible by process_count={process_count}: each "
+      f"process yields global_batch / process_count images; use a multiple of {process_count}"
+    )
+  if int(channels) not in (1, 3):
+    raise ValueError(f"channels must be 1 or 3, got {channels}")
+  if int(image_size) < 2 or (cfg.whiten and int(image_size) < int(cfg.whitening_patch)):
+    raise ValueError(
+      f"image_size={image_size} is too small (whitening patch {cfg.whitening_patch}); use a "
+      f"larger image or --config.data.whitening_patch"
+    )
+  kind, arg, split = config_lib.parse_source(cfg.source)
+  pi, pc = int(process_index), int(process_count)
+  if kind == "builtin":
+    src = sources.BuiltinSource(pi, pc)
+  elif kind == "folder":
+    src = sources.FolderSource(arg, pi, pc)
+  elif kind == "yfcc100m":
+    cache = os.path.join(workdir, "yfcc_index") if (workdir and cfg.index_cache) else None
+    src = sources.YfccSource(arg, cfg.image_dir, pi, pc, cache)
+  else:
+    from livermore_brain.data.tfds_source import TfdsSource
+
+    src = TfdsSource(arg, split, cfg.tfds_data_dir or None, pi, pc, int(cfg.block_size))
+  return Pipeline(
+    cfg,
+    src,
+    image_size=image_size,
+    channels=channels,
+    global_batch=global_batch,
+    seed=seed,
+    process_index=pi,
+    process_count=pc,
+    workdir=workdir,
+  )
+
+
+def measure_throughput(pipe: Pipeline, num_batches: int = 20, start_batch: int = 0) -> float:
+  """Images per second this process's pipeline delivers (after one warm-up batch)."""
+  it = pipe.iterate(start_batch=start_batch)
+  next(it)
+  t0 = time.perf_counter()
+  for _ in range(int(num_batches)):
+    next(it)
+  return int(num_batches) * pipe.local_batch / (time.perf_counter() - t0)

@@ -1,0 +1,256 @@
+"""Index-addressable image sources: ``builtin``, ``folder:<dir>``, ``yfcc100m:<file>``.
+
+Each source holds this process's shard as ``num_items`` items; ``load(i)`` returns something
+`images.crop` accepts (a lazy Pillow image or a uint8 array) or raises `images.BadImage` with a
+reason. ``whitening_images(n)`` yields a fixed, process-independent sample (so every process fits
+the same whitening), bounded so that a broken image dir fails with a clear error, never a stall.
+The shard of process ``p`` of ``P`` is every ``P``-th item starting at ``p``: disjoint, and
+complete over the processes.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+
+import numpy as np
+
+from livermore_brain.data import images, yfcc
+
+# skimage.data photographs that ship with scikit-image (no download), plus sklearn's two.
+BUILTIN_SKIMAGE = (
+  "astronaut",
+  "brick",
+  "camera",
+  "chelsea",
+  "clock",
+  "coffee",
+  "coins",
+  "grass",
+  "gravel",
+  "horse",
+  "hubble_deep_field",
+  "immunohistochemistry",
+  "moon",
+  "page",
+  "retina",
+  "rocket",
+  "stereo_motorcycle",
+  "text",
+  "cell",
+)
+
+
+def whitening_sample(src, order, n: int, prepare, max_tries: int | None = None):
+  """``n`` prepared images from ``order`` (global ids for ``src.load_id``), in that order.
+
+  ``prepare(obj, j)`` turns the j-th loaded image into the array to fit on. Undecodable images
+  are skipped; ``order`` is cycled when it holds fewer than ``n`` good images (a small source
+  then contributes several random crops of each image). At most ``max_tries`` loads.
+  """
+  max_tries = max_tries or max(10 * n, 1000)
+  out, counts, i = [], {}, 0
+  while order and len(out) < n and i < max_tries and (out or i < len(order)):
+    gid = order[i % len(order)]
+    i += 1
+    try:
+      out.append(prepare(src.load_id(gid), len(out)))
+    except images.BadImage as e:
+      counts[e.reason] = counts.get(e.reason, 0) + 1
+  if not out:
+    raise ValueError(
+      f"no decodable image among the first {min(len(order), max_tries)} of {src.describe()} "
+      f"(skipped: {counts or 'none'}); check the path / data.image_dir"
+    )
+  return out
+
+
+class BuiltinSource:
+  """The photographs bundled with scikit-image and scikit-learn, decoded once, kept in memory."""
+
+  cacheable = False  # already in memory
+
+  def __init__(self, process_index: int = 0, process_count: int = 1):
+    import warnings
+
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    arrays, names = [], []
+    for name in BUILTIN_SKIMAGE:
+      try:
+        a = getattr(skimage.data, name)()
+      except Exception:  # noqa: BLE001 - a data file missing from this scikit-image build
+        continue
+      if name == "stereo_motorcycle":
+        a = a[0]  # the left image
+      arrays.append(images.Pyramid(images.to_uint8(a)))
+      names.append(name)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      sk = load_sample_images()
+    for path, a in zip(sk.filenames, sk.images):
+      arrays.append(images.Pyramid(images.to_uint8(a)))
+      names.append(os.path.splitext(os.path.basename(path))[0])
+    self.all_names = names
+    self._all = arrays
+    self.ids = list(range(process_index, len(arrays), process_count))
+    if not self.ids:
+      raise ValueError(
+        f"builtin has {len(arrays)} images, fewer than process_count={process_count}"
+      )
+    self.names = [names[i] for i in self.ids]
+
+  @property
+  def num_items(self) -> int:
+    return len(self.ids)
+
+  def load(self, item: int):
+    return self._all[self.ids[item]]
+
+  def global_id(self, item: int) -> int:
+    return self.ids[item]
+
+  def load_id(self, gid: int):
+    return self._all[gid]
+
+  def whitening_images(self, n: int, prepare):
+    return whitening_sample(self, list(range(len(self._all))), n, prepare)
+
+  def counts(self) -> dict:
+    return {}
+
+  def describe(self) -> str:
+    return f"builtin ({len(self._all)} scikit-image/scikit-learn photos, {self.num_items} here)"
+
+
+class FolderSource:
+  """Every JPEG/PNG/GIF/BMP under a directory, recursively, in sorted order."""
+
+  cacheable = True
+
+  def __init__(self, root: str, process_index: int = 0, process_count: int = 1):
+    if not os.path.isdir(root):
+      raise ValueError(f"data.source folder:{root}: no such directory")
+    self.root = root
+    self.all_paths = images.list_images(root)
+    if not self.all_paths:
+      raise ValueError(
+        f"data.source folder:{root}: no {'/'.join(images.IMAGE_EXTENSIONS)} files under it"
+      )
+    self.process_index, self.process_count = process_index, process_count
+    self.paths = self.all_paths[process_index::process_count]
+    if not self.paths:
+      raise ValueError(f"folder:{root} has fewer images than process_count={process_count}")
+
+  @property
+  def num_items(self) -> int:
+    return len(self.paths)
+
+  def load(self, item: int):
+    return images.load_path(self.paths[item])
+
+  def global_id(self, item: int) -> int:
+    """Index in the sorted list of all images."""
+    return self.process_index + item * self.process_count
+
+  def load_id(self, gid: int):
+    return images.load_path(self.all_paths[gid])
+
+  def whitening_images(self, n: int, prepare):
+    # Spread over the sorted list (not just the first folder); the same on every process.
+    order = np.argsort(_bit_reverse_rank(len(self.all_paths)), kind="stable")
+    return whitening_sample(self, [int(i) for i in order], n, prepare)
+
+  def counts(self) -> dict:
+    return {}
+
+  def describe(self) -> str:
+    return f"folder:{self.root} ({len(self.all_paths)} images, {self.num_items} here)"
+
+
+def _bit_reverse_rank(n: int) -> np.ndarray:
+  """Rank of each index in a coarse-to-fine order (0, n/2, n/4, 3n/4, ...): a spread prefix."""
+  bits = max(1, int(np.ceil(np.log2(max(n, 2)))))
+  idx = np.arange(n)
+  rev = np.zeros(n, np.int64)
+  for b in range(bits):
+    rev |= ((idx >> b) & 1) << (bits - 1 - b)
+  return np.argsort(np.argsort(rev))
+
+
+class YfccSource:
+  """Photos of a YFCC100M metadata file, streamed from it and ``image_dir`` (no conversion)."""
+
+  cacheable = True
+
+  def __init__(
+    self,
+    path: str,
+    image_dir: str,
+    process_index: int = 0,
+    process_count: int = 1,
+    cache_dir: str | None = None,
+  ):
+    if not os.path.isfile(path):
+      raise ValueError(f"data.source yfcc100m:{path}: no such metadata file")
+    if not image_dir or not os.path.isdir(image_dir):
+      raise ValueError(
+        f"data.image_dir={image_dir!r} is not a directory; set --config.data.image_dir to the "
+        f"folder holding <hash[0:3]>/<hash[3:6]>/<hash>.jpg (or <photo id>.jpg) images"
+      )
+    self.path, self.image_dir = path, image_dir
+    self.index = yfcc.cached_index(path, process_index, process_count, cache_dir)
+    if not len(self.index.offsets):
+      raise ValueError(f"yfcc100m:{path}: no photo lines for process {process_index}")
+    self._fd = os.open(path, os.O_RDONLY)  # os.pread on one fd is thread-safe
+    weakref.finalize(self, os.close, self._fd)
+
+  @property
+  def num_items(self) -> int:
+    return len(self.index.offsets)
+
+  def record(self, item: int) -> yfcc.Record:
+    """The parsed metadata of ``item`` (e.g. to tag the images of a batch)."""
+    raw = os.pread(self._fd, int(self.index.lengths[item]), int(self.index.offsets[item]))
+    return yfcc.parse_line(raw)
+
+  def _load_record(self, rec: yfcc.Record):
+    path = yfcc.find_image(self.image_dir, rec)
+    if path is None:
+      raise images.BadImage("missing_file", f"photo {rec.photo_id}")
+    return images.load_path(path)
+
+  def load(self, item: int):
+    return self._load_record(self.record(item))
+
+  def global_id(self, item: int) -> int:
+    """Byte offset of the item's metadata line (unique in the file)."""
+    return int(self.index.offsets[item])
+
+  def load_id(self, rec: yfcc.Record):
+    return self._load_record(rec)
+
+  def whitening_images(self, n: int, prepare):
+    # The first photos of the file, read from its head: the same on every process, no index.
+    limit = max(10 * n, 1000)
+    recs = []
+    for rec in yfcc.iter_records(self.path):
+      if len(recs) >= limit:
+        break
+      if not rec.is_video:
+        recs.append(rec)
+    return whitening_sample(self, recs, n, prepare, limit)
+
+  def counts(self) -> dict:
+    c = {}
+    if self.index.malformed_line:
+      c["malformed_line"] = self.index.malformed_line
+    if self.index.skipped_videos:
+      c["skipped_videos"] = self.index.skipped_videos
+    return c
+
+  def describe(self) -> str:
+    return (
+      f"yfcc100m:{self.path} ({self.num_items} photos in this shard; images from {self.image_dir})"
+    )
