@@ -22,7 +22,6 @@ import orbax.checkpoint as ocp
 log = logging.getLogger(__name__)
 
 
-@jax.jit
 def _leaf_fingerprint(x: jax.Array) -> jax.Array:
   if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
     x = jax.random.key_data(x)
@@ -41,14 +40,29 @@ def _leaf_fingerprint(x: jax.Array) -> jax.Array:
   return jnp.sum(h, dtype=jnp.uint32)
 
 
+@jax.jit
+def _verify(leaves: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
+  """Per-leaf fingerprints and one finiteness flag, in a single program.
+
+  One program for the whole state (not one per leaf) so that, on a multi-device mesh, every device
+  runs the same collectives in the same order.
+  """
+  fps = jnp.stack([_leaf_fingerprint(x) for x in leaves]) if leaves else jnp.zeros(0, jnp.uint32)
+  finite = jnp.array(True)
+  for x in leaves:
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+      finite = finite & jnp.all(jnp.isfinite(x))
+  return fps, finite
+
+
+def verify(tree: Any) -> tuple[list[int], bool]:
+  """(one uint32 per leaf — exact and mesh-independent, whether every float leaf is finite)."""
+  fps, finite = jax.device_get(_verify(jax.tree.leaves(tree)))
+  return [int(v) for v in fps], bool(finite)
+
+
 def fingerprint(tree: Any) -> list[int]:
-  """One uint32 per leaf (exact, mesh-independent)."""
-  return [int(v) for v in jax.device_get([_leaf_fingerprint(x) for x in jax.tree.leaves(tree)])]
-
-
-def all_finite(tree: Any) -> bool:
-  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return bool(all(jax.device_get([jnp.all(jnp.isfinite(x)) for x in leaves])))
+  return verify(tree)[0]
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -106,10 +120,11 @@ class Checkpointer:
         f"{str(e).splitlines()[0] if str(e) else ''}"
       ) from e
     state, meta = out["state"], dict(out["meta"])
-    if not all_finite(state):
+    got, finite = verify(state)
+    if not finite:
       raise CorruptCheckpointError(f"step {step} holds non-finite values")
     want = meta.get("fingerprint")
-    if want is not None and fingerprint(state) != list(want):
+    if want is not None and got != list(want):
       raise CorruptCheckpointError(f"step {step} does not match its stored checksum")
     return state, meta
 
