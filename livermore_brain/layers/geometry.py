@@ -92,53 +92,51 @@ class LocalGeometry:
     return (jnp.arange(self.padded_locations) < self.num_locations).astype(jnp.float32)
 
 
-def patch_indices(g: LocalGeometry) -> np.ndarray:
-  """``(L_pad, fh * fw)`` int32: flat ``y * W + x`` of every field pixel, ``(dy, dx)`` order.
-
-  Padded locations point at index ``H * W``, one past the map: a zero row appended there.
-  """
+def field_starts(g: LocalGeometry) -> np.ndarray:
+  """``(L_pad, 2)`` int32: each field's top row and first column *element* ``x * C`` in a
+  ``(B, H, W * C)`` view of the map. Padded locations start at row ``H``: the first row of a
+  zero block appended below the map."""
   lh, lw = g.grid
   ly, lx = np.meshgrid(np.arange(lh) * g.stride, np.arange(lw) * g.stride, indexing="ij")
-  dy, dx = np.meshgrid(np.arange(g.field_h), np.arange(g.field_w), indexing="ij")
-  rows = ly.reshape(-1, 1) + dy.reshape(1, -1)
-  cols = lx.reshape(-1, 1) + dx.reshape(1, -1)
-  idx = rows * g.in_w + cols
+  starts = np.stack([ly.reshape(-1), lx.reshape(-1) * g.in_c], axis=-1)
   pad = g.padded_locations - g.num_locations
   if pad:
-    idx = np.concatenate([idx, np.full((pad, idx.shape[1]), g.in_h * g.in_w, idx.dtype)])
-  return idx.astype(np.int32)
+    starts = np.concatenate([starts, np.tile([[g.in_h, 0]], (pad, 1))])
+  return starts.astype(np.int32)
 
 
 def extract_patches(x: jax.Array, g: LocalGeometry) -> jax.Array:
   """Spatial-major map ``(H, W, B, C)`` -> location-major patches ``(L_pad, B, D)``.
 
-  One gather of ``(B, C)`` rows with constant indices, written straight into ``(L, B, fh*fw, C)``
-  order (no transpose). The gather's index axis is the location axis, so when patches are
-  constrained to ``locations -> model`` and the map is replicated over ``model``, XLA's SPMD
-  partitioner gathers each device's locations locally: no collective, no full-size temporary
-  (strided slices + stack made it exchange halos and materialize every patch on every device).
-  Its transpose (``fold_patches``) is a scatter-add.
+  One gather with constant start indices: the map is viewed batch-major as ``(B, H, W * C)`` and
+  every location takes one ``(B, field_h, field_w * C)`` window, which is already its patches in
+  ``(B, (dy, dx, c))`` order, so the gather writes ``(L, B, D)`` directly (runs of
+  ``field_w * C`` contiguous values, no transpose after it). The gather's index axis is the
+  location axis: with patches constrained to ``locations -> model`` and the map replicated over
+  ``model``, XLA's SPMD partitioner gathers each device's locations locally — no collective and
+  no full-size temporary (strided slices + stack made it exchange halos and materialize every
+  patch on every device). Its transpose (`fold_patches`) is a scatter-add.
   """
   h, w, b, c = x.shape
   if (h, w, c) != (g.in_h, g.in_w, g.in_c):
     raise ValueError(
       f"{g.name}: expected input (H, W, C)=({g.in_h}, {g.in_w}, {g.in_c}), got {(h, w, c)}"
     )
-  idx = patch_indices(g)
-  flat = x.reshape(h * w, b, c)
+  starts = field_starts(g)
+  rows = jnp.transpose(x, (2, 0, 1, 3)).reshape(b, h, w * c)  # batch-major images come back
   if g.padded_locations > g.num_locations:
-    flat = jnp.concatenate([flat, jnp.zeros((1, b, c), x.dtype)], axis=0)
+    rows = jnp.concatenate([rows, jnp.zeros((b, g.field_h, w * c), x.dtype)], axis=1)
   dims = jax.lax.GatherDimensionNumbers(
-    offset_dims=(1, 3), collapsed_slice_dims=(0,), start_index_map=(0,)
+    offset_dims=(1, 2, 3), collapsed_slice_dims=(), start_index_map=(1, 2)
   )
   p = jax.lax.gather(
-    flat,
-    jnp.asarray(idx)[..., None],
+    rows,
+    jnp.asarray(starts),
     dims,
-    slice_sizes=(1, b, c),
+    slice_sizes=(b, g.field_h, g.field_w * c),
     mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
-  )  # (L_pad, B, fh * fw, C)
-  return p.reshape(idx.shape[0], b, g.dim)
+  )  # (L_pad, B, field_h, field_w * C)
+  return p.reshape(starts.shape[0], b, g.dim)
 
 
 def fold_patches(p: jax.Array, g: LocalGeometry) -> jax.Array:

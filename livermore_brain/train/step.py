@@ -8,7 +8,10 @@ compiles once.
 
 Shardings: the state keeps its own (`state.state_shardings`), the batch is split over ``data``;
 patches are constrained to (``locations`` -> model, ``batch`` -> data), so every untied location's
-matmuls run where its parameters live. The state is donated.
+matmuls run where its parameters live. Each layer's normalized output map is constrained to be
+replicated over ``model`` (split over ``data`` by batch): the one inter-layer all-gather, after
+which both the next layer's cost and its forward copy extract their patches locally (left to
+itself the partitioner gathered the map once per consumer). The state is donated.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ def train_step_fn(
         metrics[f"{name}/sparsity"] = terms["sparsity"]
       if i < top:  # feed the next layer through the forward copy, no gradient across layers
         x = jax.lax.stop_gradient(brain.layer_output(state.fwd_params[i], x, spec, i, constrain))
+        if constrain is not None:  # gather the map once, replicated over model (see above)
+          x = constrain(x, (None, None, "batch", None))
     new_state = state.replace(step=state.step + 1, params=tuple(params), opt_state=tuple(opt_state))
     return new_state, metrics
 

@@ -1,0 +1,283 @@
+r"""How close the training step comes to this machine's limit, measured in one run.
+
+  python -m experiments.benchmark --config=experiments/configs/rica_yfcc.py:cpu
+
+1. The ceiling: a large float32 matmul (``--matmul_size``), median of ``--matmul_repeats``.
+2. The training step of the stage with every layer active (the steady state of the pipeline),
+   compiled, warmed up, then timed one step at a time (median of ``--steps`` >= 10): images/s,
+   achieved GFLOP/s from XLA's FLOP count of the compiled step, and its fraction of the ceiling.
+3. The input pipeline alone (`livermore_brain.data.measure_throughput`): images/s.
+
+Prints a table and, as its last line, JSON with ``images_per_sec``, ``achieved_gflops``,
+``ceiling_gflops``, ``fraction_of_ceiling`` and ``data_images_per_sec`` (plus details). The step
+runs on the local devices and mesh of the config (``--config.mesh``); shapes come from the
+config's preset, so a re-sized preset is measured as it is. Timings on a shared machine are only
+as good as its load: the 1-minute load average is printed next to them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import common
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config",
+  os.path.join(os.path.dirname(__file__), "configs", "rica_yfcc.py"),
+  "Config file with a preset: experiments/configs/rica_yfcc.py:tiny|cpu|paper.",
+  lock_config=True,
+)
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed training steps (median reported; >= 10).")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+_MATMUL = flags.DEFINE_integer("matmul_size", 3072, "N of the N x N x N float32 ceiling matmul.")
+_REPEATS = flags.DEFINE_integer("matmul_repeats", 10, "Ceiling matmul repeats (median).")
+_DATA = flags.DEFINE_integer("data_batches", 20, "Batches timed for the input pipeline alone.")
+_SKIP_DATA = flags.DEFINE_bool("skip_data", False, "Do not measure the input pipeline.")
+_BREAKDOWN = flags.DEFINE_bool(
+  "breakdown", True, "Also time the step's matmuls, patch gathers and optimizer update alone."
+)
+
+
+def _median(xs):
+  xs = sorted(xs)
+  n = len(xs)
+  return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def matmul_ceiling(n: int, repeats: int) -> dict:
+  """GFLOP/s of a jitted float32 ``(n, n) @ (n, n)``, median over ``repeats`` calls."""
+  import jax
+  import jax.numpy as jnp
+
+  ka, kb = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(ka, (n, n), jnp.float32)
+  b = jax.random.normal(kb, (n, n), jnp.float32)
+  f = jax.jit(lambda a, b: a @ b)
+  f(a, b).block_until_ready()
+  times = []
+  for _ in range(max(1, repeats)):
+    t = time.perf_counter()
+    f(a, b).block_until_ready()
+    times.append(time.perf_counter() - t)
+  med = _median(times)
+  return dict(n=n, seconds=med, gflops=2 * n**3 / med / 1e9)
+
+
+def time_step(config, steps: int, warmup: int, images=None) -> dict:
+  """Compile the all-layers-active step of ``config`` and time it (median of ``steps``)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from livermore_brain import distributed, planner
+  from livermore_brain import sharding as shd
+  from livermore_brain.models import presets
+  from livermore_brain.train import optim
+  from livermore_brain.train import state as state_lib
+  from livermore_brain.train import step as step_lib
+
+  spec = presets.spec_from_config(config.model)
+  mesh = shd.make_mesh(config.mesh)
+  rules = shd.rules_from_config(config.get("rules"))
+  tx = optim.make_optimizer(config.optimizer)
+  batch = int(config.batch_size)
+  shardings = state_lib.state_shardings(mesh, spec, tx, rules)
+  state_lib.check_shardable(mesh, spec, tx, shardings)
+  active = (True,) * spec.num_layers
+  dtype = jnp.dtype(config.get("compute_dtype", "float32"))
+  fn = step_lib.make_train_step(
+    spec, tx, active, mesh, shardings, rules, dtype, bool(config.get("remat", False))
+  )
+  state = state_lib.create_sharded_state(jax.random.key(0), spec, tx, mesh, shardings)
+  if images is None:
+    h, w, c = spec.input_shape
+    images = np.random.default_rng(0).standard_normal((batch, h, w, c), np.float32)
+  x = distributed.global_batch(np.asarray(images, np.float32), step_lib.batch_sharding(mesh, rules))
+  t = time.perf_counter()
+  compiled = fn.lower(state, x).compile()
+  compile_s = time.perf_counter() - t
+  analysis = planner.analyze(compiled, mesh)
+  for _ in range(max(1, warmup)):
+    state, m = compiled(state, x)
+  jax.block_until_ready((state, m))
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    state, m = compiled(state, x)
+    jax.block_until_ready((state, m))
+    times.append(time.perf_counter() - t)
+  med = _median(times)
+  flops = analysis["flops_per_device"] * mesh.size
+  matmul = planner.matmul_flops(spec, active, batch)
+  return dict(
+    devices=mesh.size,
+    mesh=dict(mesh.shape),
+    batch=batch,
+    compile_seconds=compile_s,
+    step_seconds=med,
+    step_seconds_min=min(times),
+    images_per_sec=batch / med,
+    flops_per_step=flops,
+    matmul_flops_per_step=matmul,
+    achieved_gflops=flops / med / 1e9,
+    matmul_gflops=matmul / med / 1e9,
+    temp_bytes=analysis["bytes_per_device"]["temporaries"],
+    finite=bool(all(np.isfinite(v) for v in jax.device_get(m).values())),
+  )
+
+
+def _time(f, *args, repeats: int = 10) -> float:
+  import jax
+
+  jax.block_until_ready(f(*args))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    times.append(time.perf_counter() - t)
+  return _median(times)
+
+
+def breakdown(config, repeats: int = 10) -> dict:
+  """The step's parts alone, same shapes, one device: its per-location matmuls (encode, decode,
+  decode input-gradient, two filter gradients per layer, forward-copy encodes), its patch
+  gathers, and the optimizer update + projection. Seconds (median) and, for the matmuls, FLOPs."""
+  import jax
+  import jax.numpy as jnp
+
+  from livermore_brain import planner
+  from livermore_brain.layers import geometry as geo
+  from livermore_brain.layers import rica
+  from livermore_brain.models import brain, presets
+  from livermore_brain.train import optim
+
+  spec = presets.spec_from_config(config.model)
+  b = int(config.batch_size)
+  n = spec.num_layers
+  key = iter(jax.random.split(jax.random.key(1), 8 * n))
+  rand = lambda shape: jax.random.normal(next(key), shape, jnp.float32)
+  mats, maps = [], []
+  for g, s in zip(spec.geometries, spec.layers):
+    lp = g.padded_locations
+    mats.append((rand((lp, b, g.dim)), rand((lp, s.features, g.dim)), rand((lp, b, s.features))))
+    maps.append(rand((g.in_h, g.in_w, b, g.in_c)))
+
+  def matmuls(mats):
+    out = []
+    for i, (x, w, z) in enumerate(mats):
+      out.append(jnp.einsum("lbd,lkd->lbk", x, w))  # encode
+      out.append(jnp.einsum("lbk,lkd->lbd", z, w))  # decode
+      out.append(jnp.einsum("lbd,lkd->lbk", x * 0.5, w))  # decode input-gradient
+      out.append(jnp.einsum("lbk,lbd->lkd", z, x))  # filter gradient (decode)
+      out.append(jnp.einsum("lbk,lbd->lkd", z * 0.5, x))  # filter gradient (encode)
+      if i < n - 1:
+        out.append(jnp.einsum("lbd,lkd->lbk", x, w * 0.5))  # forward copy
+    return out
+
+  tx = optim.make_optimizer(config.optimizer)
+  params = brain.init(jax.random.key(2), spec)
+  opt = tuple(tx.init(p) for p in params)
+
+  def update(params, opt, grads):
+    out = []
+    for p, o, g in zip(params, opt, grads):
+      u, o = tx.update(g, o, p)
+      p = jax.tree.map(lambda a, b: a + b, p, u)
+      out.append((dict(p, w=rica.project(p["w"])), o))
+    return out
+
+  t_mm = _time(jax.jit(matmuls), mats, repeats=repeats)
+  gathers = jax.jit(lambda ms: [geo.extract_patches(m, g) for m, g in zip(ms, spec.geometries)])
+  t_ex = _time(gathers, maps, repeats=repeats)
+  t_up = _time(jax.jit(update), params, opt, params, repeats=repeats)
+  flops = planner.matmul_flops(spec, (True,) * n, b)
+  return dict(
+    matmul_seconds=t_mm,
+    matmul_gflops=flops / t_mm / 1e9,
+    patches_seconds=t_ex,
+    update_seconds=t_up,
+  )
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}")
+  if _STEPS.value < 10:
+    raise ValueError(f"--steps={_STEPS.value}: the median needs at least 10 timed steps")
+  config = _CONFIG.value
+  from livermore_brain import data as data_lib
+  from livermore_brain.models import presets
+
+  spec = presets.spec_from_config(config.model)
+  h, _, c = spec.input_shape
+  load0 = os.getloadavg()[0]
+  ceiling = matmul_ceiling(_MATMUL.value, _REPEATS.value)
+  pipe = None
+  images = None
+  if not _SKIP_DATA.value:
+    pipe = data_lib.make_pipeline(
+      config.data, image_size=h, channels=c, global_batch=int(config.batch_size),
+      seed=int(config.seed), process_index=0, process_count=1, workdir=None,
+    )  # fmt: skip
+    images = next(pipe.iterate(0))["image"]  # a real (whitened) batch for the step
+  step = time_step(config, _STEPS.value, _WARMUP.value, images)
+  data_rate = None
+  if pipe is not None:
+    data_rate = float(data_lib.measure_throughput(pipe, _DATA.value))
+  parts = breakdown(config) if _BREAKDOWN.value else None
+  load1 = os.getloadavg()[0]
+  frac = step["achieved_gflops"] / ceiling["gflops"]
+  out = dict(
+    preset=config.get("preset", "?"),
+    images_per_sec=step["images_per_sec"],
+    achieved_gflops=step["achieved_gflops"],
+    ceiling_gflops=ceiling["gflops"],
+    fraction_of_ceiling=frac,
+    data_images_per_sec=data_rate,
+    data_over_step=(data_rate / step["images_per_sec"]) if data_rate else None,
+    matmul_fraction_of_ceiling=step["matmul_gflops"] / ceiling["gflops"],
+    step=step,
+    ceiling=ceiling,
+    breakdown=parts,
+    load_average=[round(load0, 2), round(load1, 2)],
+    cpu_count=os.cpu_count(),
+  )
+  rows = [
+    f"benchmark: preset {out['preset']}, batch {step['batch']}, mesh "
+    + " x ".join(f"{k}={v}" for k, v in step["mesh"].items())
+    + f", load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} CPUs",
+    f"  {'matmul ceiling':<34}{ceiling['gflops']:>12,.1f} GFLOP/s  "
+    f"({ceiling['n']}^3 f32, median of {_REPEATS.value})",
+    f"  {'train step (median of ' + str(_STEPS.value) + ')':<34}{step['step_seconds'] * 1e3:>12,.2f} ms"
+    f"  (compile {step['compile_seconds']:.1f} s)",
+    f"  {'  images/s':<34}{step['images_per_sec']:>12,.1f}",
+    f"  {'  achieved (XLA FLOP count)':<34}{step['achieved_gflops']:>12,.1f} GFLOP/s  "
+    f"= {frac:.1%} of ceiling",
+    f"  {'  matmul FLOPs only':<34}{step['matmul_gflops']:>12,.1f} GFLOP/s  "
+    f"= {out['matmul_fraction_of_ceiling']:.1%} of ceiling",
+  ]
+  if data_rate is not None:
+    rows.append(
+      f"  {'input pipeline alone':<34}{data_rate:>12,.1f} images/s  "
+      f"= {out['data_over_step']:.2f}x the step"
+    )
+  if parts is not None:
+    rows += [
+      "  the step's parts alone (same shapes, jitted separately):",
+      f"  {'  per-location matmuls':<34}{parts['matmul_seconds'] * 1e3:>12,.2f} ms"
+      f"  = {parts['matmul_gflops']:,.1f} GFLOP/s = {parts['matmul_gflops'] / ceiling['gflops']:.1%}"
+      " of ceiling",
+      f"  {'  patch gathers':<34}{parts['patches_seconds'] * 1e3:>12,.2f} ms",
+      f"  {'  optimizer update + projection':<34}{parts['update_seconds'] * 1e3:>12,.2f} ms",
+    ]
+  print("\n".join(rows), flush=True)
+  print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+  common.run(main)

@@ -1,0 +1,45 @@
+"""`experiments.benchmark` in tiny mode: runs end to end and emits its JSON keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEYS = (
+  "images_per_sec",
+  "achieved_gflops",
+  "ceiling_gflops",
+  "fraction_of_ceiling",
+  "data_images_per_sec",
+)
+
+
+def test_benchmark_tiny_emits_json():
+  env = dict(os.environ)
+  env.pop("XLA_FLAGS", None)  # one CPU device, as a user would run it
+  out = subprocess.run(
+    [sys.executable, "-m", "experiments.benchmark",
+     "--config=experiments/configs/rica_yfcc.py:tiny", "--steps=10", "--warmup=1",
+     "--matmul_size=256", "--matmul_repeats=3", "--data_batches=3"],
+    cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+  )  # fmt: skip
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  for key in KEYS:
+    assert isinstance(result[key], float) and result[key] > 0, key
+  assert result["fraction_of_ceiling"] == result["achieved_gflops"] / result["ceiling_gflops"]
+  assert result["step"]["finite"] and result["step"]["batch"] == 16
+  assert result["step"]["flops_per_step"] >= result["step"]["matmul_flops_per_step"] > 0
+  assert "matmul ceiling" in out.stdout and "input pipeline alone" in out.stdout
+
+
+def test_benchmark_rejects_too_few_steps():
+  out = subprocess.run(
+    [sys.executable, "-m", "experiments.benchmark",
+     "--config=experiments/configs/rica_yfcc.py:tiny", "--steps=3"],
+    cwd=ROOT, capture_output=True, text=True, timeout=120,
+  )  # fmt: skip
+  assert out.returncode == 2 and "at least 10" in out.stderr
