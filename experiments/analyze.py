@@ -1,0 +1,306 @@
+r"""What did the network learn? ``python -m experiments.analyze --workdir=<run dir>``.
+
+Reads the newest verified checkpoint and the run's config and writes into the run directory:
+
+* ``filters.png`` — first-layer filters over a sampling of grid locations, whitening undone
+  (paper Fig. 4);
+* ``top_stimuli.png`` — the top-k probe images of the studied layer's most selective neurons
+  (rows = neurons, columns = images; paper Fig. 5), ``top_stimuli_neurons.png`` for the neuron
+  ids given with ``--config.neurons``, and ``top_stimuli.json`` (ids, activations, image indices);
+* ``selectivity.json`` / ``selectivity.png`` — every neuron's best single-threshold accuracy for
+  "positive class vs the rest" on a labeled probe set, for the trained network and for a
+  random-weight network of the same architecture, with the chance rate (Le et al. 2012);
+* ``optimal_stimuli.png`` — chosen neurons' optimal inputs by norm-constrained gradient ascent;
+* ``analysis.json`` — a summary of all of the above.
+
+Everything is computed by library functions (`livermore_brain.eval`); `analyze` is importable
+(notebooks call it) and defines no flags; the flags exist only when run as a program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from livermore_brain import viz
+from livermore_brain.eval import brain_features as bfl
+from livermore_brain.eval import optimal_stimulus as opt_lib
+from livermore_brain.eval import selectivity as sel_lib
+from livermore_brain.eval import topk as topk_lib
+
+
+def parse_ids(text) -> list[int]:
+  """``"3, 17"`` (or a sequence) -> ``[3, 17]``; clear error for anything else."""
+  if text is None or (isinstance(text, str) and not text.strip()):
+    return []
+  parts = text.replace(" ", "").split(",") if isinstance(text, str) else list(text)
+  try:
+    return [int(p) for p in parts if str(p) != ""]
+  except ValueError:
+    raise ValueError(f"neuron ids must be comma-separated integers, got {text!r}") from None
+
+
+def grid_sample(grid: tuple[int, int], n: int) -> np.ndarray:
+  """About ``n`` location ids evenly spread over an ``Lh x Lw`` grid (row-major ids)."""
+  lh, lw = grid
+  side = max(1, int(np.ceil(np.sqrt(n))))
+  ys = np.unique(np.linspace(0, lh - 1, min(side, lh)).round().astype(int))
+  xs = np.unique(np.linspace(0, lw - 1, min(side, lw)).round().astype(int))
+  return (ys[:, None] * lw + xs[None, :]).reshape(-1)[:n]
+
+
+def binary_probe(data, positive: str, balance: bool = True, seed: int = 0):
+  """``(images, labels bool, raw_indices)`` for "``positive`` vs the rest" from a `Labeled` set.
+
+  ``balance``: keep every positive and as many negatives, drawn round-robin over the other
+  classes (seeded), so the chance rate is 50% (Le et al. 2012 report chance next to accuracy).
+  """
+  names = [str(n) for n in data.class_names]
+  if str(positive) not in names:
+    raise ValueError(
+      f"positive class {positive!r} is not a class of the probe set; its classes are "
+      f"{', '.join(names[:20])}{' ...' if len(names) > 20 else ''}"
+    )
+  pos = names.index(str(positive))
+  y = np.asarray(data.labels) == pos
+  if not y.any() or y.all():
+    raise ValueError(f"the probe set needs images of class {positive!r} and of other classes")
+  idx = np.arange(y.size)
+  if balance:
+    rng = np.random.default_rng(seed)
+    neg = np.flatnonzero(~y)
+    neg = neg[rng.permutation(neg.size)]
+    cls = np.asarray(data.labels)[neg]
+    rank = np.empty(neg.size, np.int64)
+    for k in np.unique(cls):  # round robin: rank within class, then by rank
+      rank[cls == k] = np.arange(int((cls == k).sum()))
+    neg = neg[np.argsort(rank, kind="stable")][: int(y.sum())]
+    idx = np.sort(np.concatenate([np.flatnonzero(y), neg]))
+  return data.images[idx], y[idx], idx
+
+
+def write_filters(bf: bfl.BrainFeatures, path: str, locations: int = 16, per_location: int = 16):
+  """First-layer filter tiles at a grid sampling of locations, whitening undone for display."""
+  import jax
+
+  g = bf.spec.geometries[0]
+  locs = grid_sample(g.grid, locations)
+  w = np.asarray(jax.device_get(bf.params[0]["w"][np.asarray(locs)]))
+  coords = ", ".join(f"({i // g.grid[1]},{i % g.grid[1]})" for i in locs[:4])
+  viz.filter_grid(
+    w,
+    g.field_h,
+    g.field_w,
+    g.in_c,
+    path,
+    max_filters=per_location,
+    undo=None if bf.whitening is None else bf.whitening.undo,
+    title=f"{bf.spec.layers[0].name}, step {bf.step}: {len(locs)} of {g.num_locations} "
+    f"locations of the {g.grid[0]}x{g.grid[1]} grid",
+  )
+  return {"path": path, "locations": locs.tolist(), "first_coords": coords}
+
+
+def selectivity_section(result: sel_lib.Selectivity, top: int = 10) -> dict:
+  rank = result.ranking()[:top]
+  b = result.best_neuron
+  return {
+    "best_neuron": int(b),
+    "best_accuracy": float(result.best_accuracy),
+    "threshold": float(result.threshold[b]),
+    "polarity": int(result.polarity[b]),
+    "mean_accuracy": float(np.mean(result.accuracy)),
+    "median_accuracy": float(np.median(result.accuracy)),
+    "top_neurons": [[int(i), float(result.accuracy[i])] for i in rank],
+    "num_neurons": int(result.accuracy.size),
+  }
+
+
+def selectivity_report(trained_features, random_features, labels) -> tuple[dict, tuple]:
+  """``selectivity.json``'s sections (``trained``, ``random``, ``chance``) from features."""
+  tr = sel_lib.best_threshold(trained_features, labels)
+  rn = sel_lib.best_threshold(random_features, labels)
+  return {
+    "trained": selectivity_section(tr),
+    "random": selectivity_section(rn),
+    "chance": tr.chance,
+  }, (tr, rn)
+
+
+def top_stimuli(bf, images, layer, k: int, batch_size: int, preprocessed: bool):
+  """Streamed `topk.NeuronStats` of ``layer`` over ``images``."""
+  stats = topk_lib.NeuronStats(k)
+  for batch in bf.stream(images, layer, batch_size=batch_size, preprocessed=preprocessed):
+    stats.update(batch)
+  return stats
+
+
+def _stimuli_figure(stats, neurons, display, path, title):
+  vals, idx = stats.topk.result()
+  grid = np.stack([display[idx[n]] for n in neurons])  # (neurons, k, H, W, C)
+  viz.image_grid(
+    grid, path, titles=[f"neuron {n}" for n in neurons], normalize=True, suptitle=title
+  )
+  return [
+    {"neuron": int(n), "activations": vals[n].tolist(), "images": idx[n].tolist()} for n in neurons
+  ]
+
+
+def analyze(workdir: str, config, log=print) -> dict:
+  """Every analysis of the run in ``workdir`` (see the module docstring); returns the summary."""
+  out = lambda name: os.path.join(workdir, name)
+  step = None if int(config.step) < 0 else int(config.step)
+  bf = bfl.BrainFeatures.load(workdir, step=step)
+  workdir = bf.workdir
+  layer = bf.layer_index(config.layer if config.layer != "" else -1)
+  lname = bf.spec.layers[layer].name
+  h, w, c = bf.spec.input_shape
+  # Load the labeled probe first: a bad --config.probe fails before any compute.
+  p = config.probe
+  train, test, probe_desc = bfl.labeled_sets(
+    p.source,
+    (h, w, c),
+    seed=int(p.seed),
+    train_limit=int(p.limit) or None,
+    test_limit=int(p.limit) or None,
+    data_dir=p.tfds_data_dir or None,
+  )
+  merged = bfl.at_input(
+    type(train)(
+      np.concatenate([train.images, test.images]),
+      np.concatenate([train.labels, test.labels]),
+      train.class_names,
+    ),
+    (h, w, c),
+  )
+  probe_x, probe_y, _ = binary_probe(merged, p.positive, bool(p.balance), int(p.seed))
+  if config.stimuli.source not in ("run", "probe"):
+    raise ValueError(f"stimuli.source must be 'run' or 'probe', got {config.stimuli.source!r}")
+  m = int(np.prod(bf.feature_shape(layer)))
+  chosen = parse_ids(config.neurons)
+  bad = [n for n in chosen if not 0 <= n < m]
+  if bad:
+    raise ValueError(f"neuron ids {bad} out of range: {lname} has {m} neurons (0..{m - 1})")
+  log(f"analyze: {workdir}, step {bf.step}, layer {lname}, mesh {dict(bf.mesh.shape)}")
+  summary = {"workdir": workdir, "step": bf.step, "layer": lname}
+
+  summary["filters"] = write_filters(
+    bf, out("filters.png"), int(config.filters.locations), int(config.filters.per_location)
+  )
+  log(f"  filters.png: {len(summary['filters']['locations'])} first-layer locations")
+
+  # Selectivity: trained vs random-weight network vs chance (Le et al. 2012).
+  bs = int(config.batch_size)
+  seed = None if int(config.random_seed) < 0 else int(config.random_seed)
+  rnd = bf.random_network(seed)
+  f_tr = bf.features(probe_x, layer, batch_size=bs)
+  f_rn = rnd.features(probe_x, layer, batch_size=bs)
+  report, (sel_tr, sel_rn) = selectivity_report(f_tr, f_rn, probe_y)
+  report = {
+    "layer": lname,
+    "step": bf.step,
+    "probe": {
+      "source": p.source,
+      "description": f"{probe_desc}, resampled to the network's {h}x{w}x{c}",
+      "positive": str(p.positive),
+      "images": int(probe_y.size),
+      "positives": int(probe_y.sum()),
+      "balanced": bool(p.balance),
+    },
+    **report,
+  }
+  report["random"]["network"] = rnd.name
+  with open(out("selectivity.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  viz.histogram(
+    {"trained": sel_tr.accuracy, "random weights": sel_rn.accuracy},
+    out("selectivity.png"),
+    title=f"{lname}: best single-threshold accuracy, {p.positive!r} vs rest",
+    xlabel="accuracy",
+    vlines={"chance": report["chance"]},
+  )
+  summary["selectivity"] = {k: report[k] for k in ("trained", "random", "chance")}
+  t, r = report["trained"], report["random"]
+  log(
+    f"  selectivity ({report['probe']['images']} probe images, positive {p.positive!r}): "
+    f"trained best neuron {t['best_neuron']} {100 * t['best_accuracy']:.1f}%, random "
+    f"{100 * r['best_accuracy']:.1f}%, chance {100 * report['chance']:.1f}%"
+  )
+
+  # Top stimuli (paper Fig. 5).
+  s = config.stimuli
+  if s.source == "run":
+    images = bf.pipeline_images(
+      int(s.num_images), batch_size=min(64, int(s.num_images)), seed=int(s.seed)
+    )
+    display, pre, what = bf.undo_whitening(images), True, "the run's training pipeline"
+  else:
+    images = display = probe_x[: int(s.num_images)]
+    pre, what = False, f"the labeled probe set ({probe_desc})"
+  stats = top_stimuli(bf, images, layer, int(s.k), bs, pre)
+  best = stats.most_selective(min(int(s.num_neurons), m), method=s.score).tolist()
+  title = f"{lname} top-{s.k} stimuli over {len(images)} images from {what}"
+  tops = {"source": what, "images": len(images), "score": s.score}
+  tops["most_selective"] = _stimuli_figure(stats, best, display, out("top_stimuli.png"), title)
+  if chosen:
+    tops["chosen"] = _stimuli_figure(stats, chosen, display, out("top_stimuli_neurons.png"), title)
+  with open(out("top_stimuli.json"), "w") as f:
+    json.dump(tops, f, indent=2)
+  summary["top_stimuli"] = {"neurons": best, "chosen": chosen, "images": len(images)}
+  log(f"  top_stimuli.png: neurons {best} over {len(images)} images ({what})")
+
+  o = config.optimal_stimulus
+  if o.enabled:
+    ids = list(dict.fromkeys([sel_tr.best_neuron, *chosen, *best]))[: int(o.max_neurons)]
+    x0 = images if pre else bf.preprocess(images)
+    norm = float(np.median(np.sqrt(np.sum(np.square(x0), axis=(1, 2, 3)))))
+    fn = bf.neuron_fn(layer, preprocessed=True)
+    x, trace = opt_lib.optimal_stimulus(
+      fn,
+      ids,
+      (h, w, c),
+      steps=int(o.steps),
+      step_size=float(o.step_size),
+      norm=norm,
+      zero_mean=True,
+    )
+    viz.image_grid(
+      bf.undo_whitening(x),
+      out("optimal_stimuli.png"),
+      rows=1,
+      titles=[f"neuron {i}" for i in ids],
+      normalize=True,
+      suptitle=f"{lname} optimal stimuli (norm {norm:.1f})",
+    )
+    summary["optimal_stimulus"] = {"neurons": ids, "activation": trace.max(0).tolist()}
+    log(f"  optimal_stimuli.png: neurons {ids}")
+  with open(out("analysis.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  log(f"wrote {workdir}/{{filters,top_stimuli,selectivity,optimal_stimuli}}.png, *.json")
+  return summary
+
+
+def main(argv, config, workdir):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}; options are --config.<key>=, --workdir")
+  if not workdir:
+    raise ValueError("--workdir=<run directory> is required (a directory trained by rica_yfcc)")
+  analyze(workdir, config)
+
+
+if __name__ == "__main__":
+  from absl import flags
+  from ml_collections import config_flags
+
+  from experiments import common
+
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    os.path.join(os.path.dirname(__file__), "configs", "analyze.py"),
+    "Analysis config: experiments/configs/analyze.py[:fast].",
+    lock_config=True,
+  )
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory to analyze.")
+  common.run(lambda argv: main(argv, _CONFIG.value, _WORKDIR.value))

