@@ -89,21 +89,23 @@ def folder(tmp_path_factory):
   return root
 
 
-def test_folder_source_sorted_recursive_and_sharded(folder):
+def test_folder_source_sorted_recursive_and_process_count_invariant(folder):
   listed = [p[len(str(folder)) + 1 :] for p in images.list_images(str(folder))]
   assert listed == ["6.png", "7.jpg", "a/1.jpg", "a/b/2.PNG", "a/b/3.gif", "c/4.bmp", "c/5.jpeg", "c/8.jpg"]  # fmt: skip
   cfg = _cfg(source=f"folder:{folder}", whiten=False)
+  one = data.make_pipeline(cfg, 16, 3, 2)
   pipes = [data.make_pipeline(cfg, 16, 3, 2, process_index=p, process_count=2) for p in range(2)]
-  assert [p.source.num_items for p in pipes] == [4, 4]
-  seen = [set(), set()]
-  for p, pipe in enumerate(pipes):
-    it = pipe.iterate(return_meta=True)
-    for _ in range(4):  # one epoch of each shard
-      b = next(it)
-      assert b["image"].shape == (1, 16, 16, 3)
-      seen[p] |= set(b["item"].tolist())
-  assert not seen[0] & seen[1]
-  assert seen[0] | seen[1] == {0, 1, 2, 3, 4, 5, 6}  # all but the broken c/8.jpg (index 7)
-  assert pipes[1].bad_counts() == {"not_image": 1}
+  its = [p.iterate(return_meta=True) for p in [one, *pipes]]
+  seen = set()
+  for _ in range(8):  # two epochs of 7 good images (+1 broken) at global batch 2
+    a, b0, b1 = (next(it) for it in its)
+    assert b0["image"].shape == b1["image"].shape == (1, 16, 16, 3)
+    # The same global batch whatever the process count: process p holds slot p of it.
+    np.testing.assert_array_equal(a["image"], np.concatenate([b0["image"], b1["image"]]))
+    np.testing.assert_array_equal(a["item"], np.concatenate([b0["item"], b1["item"]]))
+    np.testing.assert_array_equal(a["example"], np.concatenate([b0["example"], b1["example"]]))
+    seen |= set(a["item"].tolist())
+  assert seen == {0, 1, 2, 3, 4, 5, 6}  # all but the broken c/8.jpg (index 7)
+  assert sum(p.bad_counts().get("not_image", 0) for p in pipes) == one.bad_counts()["not_image"]
   with pytest.raises(ValueError, match="no such directory"):
     data.make_pipeline(_cfg(source=f"folder:{folder}/nope"), 16, 3, 2)

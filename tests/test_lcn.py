@@ -95,9 +95,7 @@ def test_matches_float64_reference(size, padding):
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(
-  "size", [3, 4, 5, 8]
-)
+@pytest.mark.parametrize("size", [3, 4, 5, 8])
 def test_same_interior_equals_valid(size):
   """Away from the border 'same' and 'valid' see the same windows. A huge eps fixes the
   divisor to eps, which removes the (region-dependent) per-image ``c`` from the comparison."""

@@ -67,7 +67,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.pipeline.start_after_blocks = 200  # layer 2 joins at step 1000, layer 3 at step 2000
     c.pipeline.sync_every = 50
-    c.optimizer.learning_rate = 3e-3
+    # Measured (1,000 layer-1 steps): 3e-3 leaves per-pixel noise in the filters (Adam moves
+    # every weight ~lr per step, also those the data barely constrains); 5e-4 gives smooth
+    # filters and a slightly lower cost (65.7 vs 66.1).
+    c.optimizer.learning_rate = 5e-4
   else:  # paper: 99,207 blocks of 960 images = 5 minibatches of 192; next layer after 1,000 blocks
     c.batch_size = 192
     c.data.block_size = 960

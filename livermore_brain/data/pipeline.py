@@ -1,10 +1,18 @@
 """The tf.data input pipeline: deterministic, exactly resumable, multi-process, bad-data tolerant.
 
 Positions. Process ``p`` of ``P`` yields local batches of ``b = B / P`` images; slot ``j`` of its
-batch ``k`` is local position ``q = k b + j`` and global example ``g = k B + p b + j``. Local
-position ``q`` is item ``perm_e[q mod n]`` of the process's shard of ``n`` items, where
-``e = q div n`` is the epoch and ``perm_e`` a permutation drawn from ``(seed, e, p, P)``. Random
-crops use a generator seeded from ``(seed, g)``. So batch ``k`` is a pure function of
+batch ``k`` is local position ``q = k b + j`` and global example ``g = k B + p b + j``.
+
+- Sources that list every item on every process (``builtin``, ``folder``: a list of paths is
+  cheap) are *process-count invariant*: example ``g`` is item ``perm_e[g mod n]`` of all ``n``
+  items, ``e = g div n`` the epoch and ``perm_e`` a permutation drawn from ``(seed, e)``; each
+  process loads only the slots of its slice of the global batch. So global batch ``k`` is the
+  same on 1 process or 16, and a job may be restarted with another process count.
+- ``yfcc100m`` (each process indexes only its ``1/P`` of the 100M-line file) uses the process's
+  shard of ``n`` items: position ``q`` is item ``perm_e[q mod n]``, ``e = q div n``, ``perm_e``
+  drawn from ``(seed, e, p, P)``. Deterministic and resumable for a fixed ``P``.
+
+Random crops use a generator seeded from ``(seed, g)``. So batch ``k`` is a pure function of
 ``(cfg, seed, k, p, P)``, and ``iterate(start_batch=k)`` starts tf.data at position ``k b``
 without touching earlier batches. (TFDS sources use permuted blocks instead: `tfds_source`.)
 
@@ -71,6 +79,8 @@ class Pipeline:
       cfg.crop if cfg.crop != "auto" else ("random" if kind == "BuiltinSource" else "center")
     )
     self._sequential = hasattr(source, "stream")  # tfds: blocks, not random access
+    # Every process sees every item (see the module docstring): order by global example.
+    self._global_order = bool(getattr(source, "global_order", False))
     self._lock = threading.Lock()
     self._perms: dict[int, np.ndarray] = {}
     self._bad: dict[int, str] = {}
@@ -127,9 +137,8 @@ class Pipeline:
       if p is None:
         n = self.source.num_items
         if self.cfg.shuffle:
-          rng = np.random.default_rng(
-            [self._seed_u, 1, self.process_index, self.process_count, epoch]
-          )
+          pi, pc = (0, 1) if self._global_order else (self.process_index, self.process_count)
+          rng = np.random.default_rng([self._seed_u, 1, pi, pc, epoch])
           p = rng.permutation(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64))
         else:
           p = np.arange(n)
@@ -170,7 +179,7 @@ class Pipeline:
     k, j = divmod(q, self.local_batch)
     g = k * self.global_batch + self.process_index * self.local_batch + j
     n = self.source.num_items
-    epoch, pos = divmod(q, n)
+    epoch, pos = divmod(g if self._global_order else q, n)
     perm = self._perm(epoch)
     reason = 0
     for t in range(n):
@@ -333,9 +342,9 @@ def make_pipeline(
   kind, arg, split = config_lib.parse_source(cfg.source)
   pi, pc = int(process_index), int(process_count)
   if kind == "builtin":
-    src = sources.BuiltinSource(pi, pc)
+    src = sources.BuiltinSource()
   elif kind == "folder":
-    src = sources.FolderSource(arg, pi, pc)
+    src = sources.FolderSource(arg)
   elif kind == "yfcc100m":
     cache = os.path.join(workdir, "yfcc_index") if (workdir and cfg.index_cache) else None
     src = sources.YfccSource(arg, cfg.image_dir, pi, pc, cache)

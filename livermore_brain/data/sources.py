@@ -69,8 +69,9 @@ class BuiltinSource:
   """The photographs bundled with scikit-image and scikit-learn, decoded once, kept in memory."""
 
   cacheable = False  # already in memory
+  global_order = True  # every process holds every image: the pipeline orders by global example
 
-  def __init__(self, process_index: int = 0, process_count: int = 1):
+  def __init__(self):
     import warnings
 
     import skimage.data
@@ -92,24 +93,18 @@ class BuiltinSource:
     for path, a in zip(sk.filenames, sk.images):
       arrays.append(images.Pyramid(images.to_uint8(a)))
       names.append(os.path.splitext(os.path.basename(path))[0])
-    self.all_names = names
     self._all = arrays
-    self.ids = list(range(process_index, len(arrays), process_count))
-    if not self.ids:
-      raise ValueError(
-        f"builtin has {len(arrays)} images, fewer than process_count={process_count}"
-      )
-    self.names = [names[i] for i in self.ids]
+    self.names = names
 
   @property
   def num_items(self) -> int:
-    return len(self.ids)
+    return len(self._all)
 
   def load(self, item: int):
-    return self._all[self.ids[item]]
+    return self._all[item]
 
   def global_id(self, item: int) -> int:
-    return self.ids[item]
+    return item
 
   def load_id(self, gid: int):
     return self._all[gid]
@@ -121,15 +116,16 @@ class BuiltinSource:
     return {}
 
   def describe(self) -> str:
-    return f"builtin ({len(self._all)} scikit-image/scikit-learn photos, {self.num_items} here)"
+    return f"builtin ({len(self._all)} scikit-image/scikit-learn photos)"
 
 
 class FolderSource:
   """Every JPEG/PNG/GIF/BMP under a directory, recursively, in sorted order."""
 
   cacheable = True
+  global_order = True  # every process lists every path: the pipeline orders by global example
 
-  def __init__(self, root: str, process_index: int = 0, process_count: int = 1):
+  def __init__(self, root: str):
     if not os.path.isdir(root):
       raise ValueError(f"data.source folder:{root}: no such directory")
     self.root = root
@@ -138,21 +134,17 @@ class FolderSource:
       raise ValueError(
         f"data.source folder:{root}: no {'/'.join(images.IMAGE_EXTENSIONS)} files under it"
       )
-    self.process_index, self.process_count = process_index, process_count
-    self.paths = self.all_paths[process_index::process_count]
-    if not self.paths:
-      raise ValueError(f"folder:{root} has fewer images than process_count={process_count}")
 
   @property
   def num_items(self) -> int:
-    return len(self.paths)
+    return len(self.all_paths)
 
   def load(self, item: int):
-    return images.load_path(self.paths[item])
+    return images.load_path(self.all_paths[item])
 
   def global_id(self, item: int) -> int:
     """Index in the sorted list of all images."""
-    return self.process_index + item * self.process_count
+    return item
 
   def load_id(self, gid: int):
     return images.load_path(self.all_paths[gid])
@@ -166,7 +158,7 @@ class FolderSource:
     return {}
 
   def describe(self) -> str:
-    return f"folder:{self.root} ({len(self.all_paths)} images, {self.num_items} here)"
+    return f"folder:{self.root} ({len(self.all_paths)} images)"
 
 
 def _bit_reverse_rank(n: int) -> np.ndarray:

@@ -34,8 +34,10 @@ class Run:
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{workdir} is not a run directory (no config.json); train one with "
-                            f"python -m experiments.rica_yfcc --workdir={workdir}")
+    raise FileNotFoundError(
+      f"{workdir} is not a run directory (no config.json); train one with "
+      f"python -m experiments.rica_yfcc --workdir={workdir}"
+    )
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -53,13 +55,17 @@ def load(workdir: str, step: int | None = None, mesh=None, devices=None) -> Run:
   shardings = state_lib.state_shardings(mesh, spec, tx, rules)
   ckdir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckdir):
-    raise FileNotFoundError(f"{workdir} has no checkpoints/ yet; train first with "
-                            f"python -m experiments.rica_yfcc --workdir={workdir}")
+    raise FileNotFoundError(
+      f"{workdir} has no checkpoints/ yet; train first with "
+      f"python -m experiments.rica_yfcc --workdir={workdir}"
+    )
   ckpt = ckpt_lib.Checkpointer(ckdir, async_save=False)
   try:
     if not ckpt.all_steps():
-      raise FileNotFoundError(f"{ckdir} holds no checkpoint; train first with "
-                              f"python -m experiments.rica_yfcc --workdir={workdir}")
+      raise FileNotFoundError(
+        f"{ckdir} holds no checkpoint; train first with "
+        f"python -m experiments.rica_yfcc --workdir={workdir}"
+      )
     abstract = ckpt_lib.abstract_with_shardings(state_lib.abstract_state(spec, tx), shardings)
     if step is not None:
       state, meta = ckpt.restore_step(step, abstract)
