@@ -84,3 +84,24 @@ def run(main) -> None:
       sys.exit(2)
 
   app.run(wrapped, flags_parser=parse_flags)
+
+
+def run_on_run_dir(config_file: str, verb: str, fn) -> None:
+  """Entry point of a tool that reads a trained run: ``--workdir=<run> [--config=<file>[:fast]]``;
+  calls ``fn(workdir, config)``."""
+  from ml_collections import config_flags
+
+  rel = os.path.relpath(config_file, os.getcwd())
+  config = config_flags.DEFINE_config_file(
+    "config", config_file, f"Config: {rel}[:fast].", lock_config=True
+  )
+  workdir = flags.DEFINE_string("workdir", None, f"Run directory to {verb}.")
+
+  def main(argv):
+    if len(argv) > 1:
+      raise ValueError(f"unexpected arguments {argv[1:]}; options are --config.<key>=, --workdir")
+    if not workdir.value:
+      raise ValueError("--workdir=<run directory> is required (a directory trained by rica_yfcc)")
+    fn(workdir.value, config.value)
+
+  run(main)

@@ -170,25 +170,9 @@ def transfer(workdir: str, config, log=print) -> dict:
   return out
 
 
-def main(argv, config, workdir):
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}; options are --config.<key>=, --workdir")
-  if not workdir:
-    raise ValueError("--workdir=<run directory> is required (a directory trained by rica_yfcc)")
-  transfer(workdir, config)
-
-
 if __name__ == "__main__":
-  from absl import flags
-  from ml_collections import config_flags
-
   from experiments import common
 
-  _CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    os.path.join(os.path.dirname(__file__), "configs", "transfer.py"),
-    "Transfer config: experiments/configs/transfer.py[:fast].",
-    lock_config=True,
+  common.run_on_run_dir(
+    os.path.join(os.path.dirname(__file__), "configs", "transfer.py"), "evaluate", transfer
   )
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory to evaluate.")
-  common.run(lambda argv: main(argv, _CONFIG.value, _WORKDIR.value))
