@@ -41,7 +41,7 @@ TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
       "layer1: receptive field 40x40 is larger than its input 16x16x3",
     ),
     (
-      ["--config.batch_size=15", "--config.mesh=data:2"],
+      ["--config.batch_size=15", "--config.data.block_size=30", "--config.mesh=data:2"],
       TWO_DEVICES,
       "batch_size=15 is not divisible by the mesh's data axis (2)",
     ),

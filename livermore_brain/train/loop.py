@@ -1,15 +1,19 @@
-"""The training loop: config in, a trained, checkpointed run directory out.
+"""The training loop, generic over any `task.Task`: config in, a checkpointed run directory out.
 
-`train(config, workdir)` works for any preset, mesh and process count:
+`run(task, config, workdir)` works for any task, mesh and process count (`train(config, workdir)`
+is the RICA network's entry point):
 
-1. mesh + logical rules -> shardings; the state is initialized sharded, or restored (verified)
-   from ``<workdir>/checkpoints`` onto this mesh, whatever mesh saved it;
+1. mesh + logical rules -> the task's shardings; the state is initialized sharded, or restored
+   (verified) from ``<workdir>/checkpoints`` onto this mesh, whatever mesh saved it;
 2. the input stream is resumed at batch ``state.step`` (deterministic, nothing repeated/skipped);
-3. each step runs the jitted step of the current pipeline stage (`schedule.PipelineSchedule`),
-   refreshing forward copies when the schedule says so;
-4. metrics every ``log_every`` steps, async checkpoints every ``checkpoint_every`` steps plus a
-   filter-grid PNG, a final checkpoint; SIGTERM/SIGINT save and return; a non-finite loss stops
-   with `NonFiniteLossError`, never saving the broken state.
+3. each step runs ``task.before_step`` then the task's jitted step for that step;
+4. metrics every ``log_every`` steps, async checkpoints every ``checkpoint_every`` steps (then
+   ``task.on_checkpoint``, e.g. a figure), a final checkpoint; SIGTERM/SIGINT save and return; a
+   non-finite metric stops with `NonFiniteLossError`, never saving the broken state.
+
+Config fields read here: ``mesh``, ``rules``, ``batch_size``, ``seed``, ``num_steps``,
+``log_every``, ``checkpoint_every``, ``keep_checkpoints``, ``tensorboard``, ``data`` (and
+``preset``, ``distributed`` if present); the task reads the rest.
 """
 
 from __future__ import annotations
@@ -20,18 +24,15 @@ import signal
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from livermore_brain import distributed
 from livermore_brain import sharding as shd
-from livermore_brain.models import presets
 from livermore_brain.train import checkpoint as ckpt_lib
 from livermore_brain.train import metrics as metrics_lib
-from livermore_brain.train import optim, schedule
-from livermore_brain.train import state as state_lib
 from livermore_brain.train import step as step_lib
+from livermore_brain.train.task import Task
 
 
 class NonFiniteLossError(RuntimeError):
@@ -77,39 +78,26 @@ class _Signals:
       signal.signal(sig, old)
 
 
-def _save_filters(path, state, spec, pipe, max_locations=16):
-  """First-layer filter grid (a sample of locations), whitening undone for display."""
-  from livermore_brain import viz
-
-  g = spec.geometries[0]
-  locs = np.linspace(0, g.num_locations - 1, min(max_locations, g.num_locations)).astype(int)
-  w = np.asarray(jax.device_get(state.params[0]["w"][jnp.asarray(locs)]))
-  undo = pipe.whitening.undo if getattr(pipe, "whitening", None) is not None else None
-  return viz.filter_grid(
-    w,
-    g.field_h,
-    g.field_w,
-    g.in_c,
-    path,
-    undo=undo,
-    title=f"layer1 filters, step {int(jax.device_get(state.step))}",
-  )
-
-
 def _log(msg: str) -> None:
   if distributed.is_main():
     print(msg, flush=True)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
-  """Train (or resume) the run in ``workdir``; returns a summary dict.
+  """Train (or resume) the RICA network of ``config`` in ``workdir``; returns a summary dict."""
+  from livermore_brain.train.rica_task import RicaTask
+
+  return run(RicaTask(config), config, workdir, devices)
+
+
+def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+  """Train (or resume) ``task`` in ``workdir``; returns a summary dict.
 
   ``devices`` (default: all) lets a notebook or test run on a subset of the local devices.
   """
   from livermore_brain import data as data_lib
 
   workdir = check_workdir(workdir)
-  spec = presets.spec_from_config(config.model)
   mesh = shd.make_mesh(config.mesh, devices)
   rules = shd.rules_from_config(config.get("rules"))
   n_data = mesh.shape["data"]
@@ -121,23 +109,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict
     )
   if gb % jax.process_count():
     raise ValueError(f"batch_size={gb} is not divisible by the {jax.process_count()} processes")
-  tx = optim.make_optimizer(config.optimizer)
-  shardings = state_lib.state_shardings(mesh, spec, tx, rules)
-  state_lib.check_shardable(mesh, spec, tx, shardings)
-  sched = schedule.PipelineSchedule.from_config(
-    spec.num_layers, config.pipeline, gb, int(config.data.block_size)
-  )
-  compute_dtype = jnp.dtype(config.get("compute_dtype", "float32"))
+  shardings = task.state_shardings(mesh, rules)
   _log(
     f"livermore-brain: preset {config.get('preset', '?')}, mesh data={n_data} x "
     f"model={mesh.shape['model']} over {mesh.size} {jax.devices()[0].platform} "
-    f"device(s), {jax.process_count()} process(es)\n{spec.summary()}"
+    f"device(s), {jax.process_count()} process(es)\n{task.describe()}".rstrip()
   )
 
   ckpt = ckpt_lib.Checkpointer(
     os.path.join(workdir, "checkpoints"), max_to_keep=int(config.keep_checkpoints)
   )
-  abstract = ckpt_lib.abstract_with_shardings(state_lib.abstract_state(spec, tx), shardings)
+  abstract = ckpt_lib.abstract_with_shardings(task.abstract_state(), shardings)
   restored = ckpt.restore_latest_good(abstract)
   if restored is not None:
     state, meta = restored
@@ -146,18 +128,19 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict
       f"{meta.get('images_seen', meta['step'] * gb):,})"
     )
   else:
-    state = state_lib.create_sharded_state(
-      jax.random.key(int(config.seed)), spec, tx, mesh, shardings
-    )
+    state = task.init_state(jax.random.key(int(config.seed)), mesh, shardings)
   start = int(jax.device_get(state.step))
 
   if distributed.is_main():
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=False))
+  height, width, channels = task.input_shape
+  if height != width:
+    raise ValueError(f"the input pipeline makes square images; the task wants {height}x{width}")
   pipe = data_lib.make_pipeline(
     config.data,
-    image_size=spec.input_shape[0],
-    channels=spec.input_shape[2],
+    image_size=height,
+    channels=channels,
     global_batch=gb,
     seed=int(config.seed),
     process_index=jax.process_index(),
@@ -171,49 +154,36 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict
   total = int(config.num_steps)
   progress = metrics_lib.Progress(total, gb, start)
   bsh = step_lib.batch_sharding(mesh, rules)
-  steps, syncs = {}, {}
-  filters_png = os.path.join(workdir, "filters_layer1.png")
   last_saved = ckpt.latest_step()
   window: dict[str, list] = {}
   pending = None  # (step, device metrics): fetched one step late to keep the device busy
-  stage = sched.stage(start) if start < total else None
-  if start < total:
-    _log(
-      f"stage {stage}: layers {', '.join(s.name for s, a in zip(spec.layers, sched.active(start)) if a)} "
-      f"training from step {start}"
-    )
 
   def check(step_done: int, m) -> None:
     vals = jax.device_get(m)
     for k, v in vals.items():
       if not np.isfinite(v):
-        layer = k.split("/")[0]
+        part, _, what = k.rpartition("/")
         raise NonFiniteLossError(
-          f"non-finite {k.split('/')[1]} ({v}) in {layer} at step {step_done}; stopping. The "
+          f"non-finite {what} ({v}) in {part or 'the model'} at step {step_done}; stopping. The "
           f"last good checkpoint is step {last_saved} in {ckpt.directory} (nothing newer was "
           f"saved). Lower --config.optimizer.learning_rate or check the input data."
         )
       window.setdefault(k, []).append(float(v))
 
-  def save(step_done: int) -> None:
-    nonlocal last_saved
-    ckpt.save(
-      step_done,
-      state,
-      meta={
-        "step": step_done,
-        "images_seen": step_done * gb,
-        "stage": sched.stage(max(step_done - 1, 0)),
-        "data": pipe.bad_counts(),
-        "preset": config.get("preset", ""),
-      },
-    )
-    last_saved = step_done
+  def after_save() -> None:
     if distributed.is_main():
       try:
-        _save_filters(filters_png, state, spec, pipe)
+        task.on_checkpoint(state, workdir, pipe)
       except Exception as e:  # a figure must never stop training
-        print(f"WARNING: filter grid not written ({type(e).__name__}: {e})", flush=True)
+        print(f"WARNING: checkpoint hook failed ({type(e).__name__}: {e})", flush=True)
+
+  def save(step_done: int) -> None:
+    nonlocal last_saved
+    meta = {"step": step_done, "images_seen": step_done * gb, **task.meta(step_done)}
+    meta.update(data=pipe.bad_counts(), preset=config.get("preset", ""))
+    ckpt.save(step_done, state, meta=meta)
+    last_saved = step_done
+    after_save()
 
   it = pipe.iterate(start_batch=start) if start < total else None
   step = start
@@ -222,32 +192,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict
   with _Signals() as signals:
     try:
       while step < total:
-        active = sched.active(step)
-        if sched.stage(step) != stage:
-          stage = sched.stage(step)
-          new = spec.layers[stage - 1].name
-          _log(
-            f"stage {stage}: {new} starts training at step {step} (forward copy of "
-            f"{spec.layers[stage - 2].name} synced every {sched.sync_every} steps)"
-          )
-        which = sched.sync_at(step)
-        if any(which):
-          if which not in syncs:
-            syncs[which] = step_lib.make_sync(shardings, which)
-          state = syncs[which](state)
-        if active not in steps:
-          steps[active] = step_lib.make_train_step(
-            spec,
-            tx,
-            active,
-            mesh,
-            shardings,
-            rules,
-            compute_dtype,
-            bool(config.get("remat", False)),
-          )
+        state = task.before_step(state, step, _log)
+        train_step = task.step_fn(step, mesh, shardings, rules)
         images = distributed.global_batch(next(it)["image"], bsh)
-        state, m = steps[active](state, images)
+        state, m = train_step(state, images)
         if pending is not None:
           check(*pending)
         pending = (step + 1, m)
@@ -259,7 +207,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict
           window.clear()
           rate = progress.rate(step)
           _log(progress.line(step, row))
-          row.update(images_seen=step * gb, images_per_sec=rate, stage=sched.stage(step - 1))
+          row.update(images_seen=step * gb, images_per_sec=rate, **task.meta(step))
           row.update({f"data/skipped/{k}": v for k, v in pipe.bad_counts().items()})
           writer.write(step, row)
         if step % int(config.checkpoint_every) == 0 or step == total or signals.received:
@@ -273,8 +221,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict
     finally:
       ckpt.wait()
       writer.close()
-  if start >= total and distributed.is_main() and not os.path.exists(filters_png):
-    _save_filters(filters_png, state, spec, pipe)
+  if start >= total:
+    after_save()  # nothing to train: still (re)write the task's figures
   ckpt.close()
   elapsed = time.perf_counter() - t_start
   summary = {

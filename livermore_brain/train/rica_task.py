@@ -1,0 +1,105 @@
+"""The RICA network as a `Task` of the generic loop: greedy, pipelined layer-wise training.
+
+Reads the ``model``, ``optimizer``, ``pipeline``, ``compute_dtype`` and ``remat`` sections of an
+experiment config (`experiments/configs/rica_yfcc.py`). One jitted step per pipeline stage
+(`schedule.PipelineSchedule`); forward copies are synchronized before the steps the schedule
+names; stage changes are logged; a first-layer filter grid is written at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from livermore_brain.models import presets
+from livermore_brain.train import optim, schedule
+from livermore_brain.train import state as state_lib
+from livermore_brain.train import step as step_lib
+from livermore_brain.train.task import Task
+
+
+class RicaTask(Task):
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.spec = presets.spec_from_config(config.model)
+    self.input_shape = tuple(self.spec.input_shape)
+    self.tx = optim.make_optimizer(config.optimizer)
+    self.sched = schedule.PipelineSchedule.from_config(
+      self.spec.num_layers, config.pipeline, int(config.batch_size), int(config.data.block_size)
+    )
+    self.compute_dtype = jnp.dtype(config.get("compute_dtype", "float32"))
+    self.remat = bool(config.get("remat", False))
+    self._steps: dict[tuple, Callable] = {}
+    self._syncs: dict[tuple, Callable] = {}
+    self._stage: int | None = None
+
+  def describe(self) -> str:
+    return self.spec.summary()
+
+  def abstract_state(self):
+    return state_lib.abstract_state(self.spec, self.tx)
+
+  def state_shardings(self, mesh: Mesh, rules):
+    shardings = state_lib.state_shardings(mesh, self.spec, self.tx, rules)
+    state_lib.check_shardable(mesh, self.spec, self.tx, shardings)
+    self._shardings = shardings  # for the forward-copy syncs
+    return shardings
+
+  def init_state(self, key, mesh: Mesh, shardings):
+    return state_lib.create_sharded_state(key, self.spec, self.tx, mesh, shardings)
+
+  def before_step(self, state, step: int, log):
+    stage, names = self.sched.stage(step), [s.name for s in self.spec.layers]
+    if self._stage is None:
+      active = [n for n, a in zip(names, self.sched.active(step)) if a]
+      log(f"stage {stage}: layers {', '.join(active)} training from step {step}")
+    elif stage != self._stage:
+      log(
+        f"stage {stage}: {names[stage - 1]} starts training at step {step} (forward copy of "
+        f"{names[stage - 2]} synced every {self.sched.sync_every} steps)"
+      )
+    self._stage = stage
+    which = self.sched.sync_at(step)
+    if any(which):
+      if which not in self._syncs:
+        self._syncs[which] = step_lib.make_sync(self._shardings, which)
+      state = self._syncs[which](state)
+    return state
+
+  def step_fn(self, step: int, mesh: Mesh, shardings, rules):
+    active = self.sched.active(step)
+    if active not in self._steps:
+      self._steps[active] = step_lib.make_train_step(
+        self.spec, self.tx, active, mesh, shardings, rules, self.compute_dtype, self.remat
+      )
+    return self._steps[active]
+
+  def meta(self, step: int) -> dict:
+    return {"stage": self.sched.stage(max(step - 1, 0))}
+
+  def on_checkpoint(self, state, workdir: str, pipeline) -> None:
+    save_filters(os.path.join(workdir, "filters_layer1.png"), state, self.spec, pipeline)
+
+
+def save_filters(path, state, spec, pipe, max_locations=16):
+  """First-layer filter grid (a sample of locations), whitening undone for display."""
+  from livermore_brain import viz
+
+  g = spec.geometries[0]
+  locs = np.linspace(0, g.num_locations - 1, min(max_locations, g.num_locations)).astype(int)
+  w = np.asarray(jax.device_get(state.params[0]["w"][jnp.asarray(locs)]))
+  undo = pipe.whitening.undo if getattr(pipe, "whitening", None) is not None else None
+  return viz.filter_grid(
+    w,
+    g.field_h,
+    g.field_w,
+    g.in_c,
+    path,
+    undo=undo,
+    title=f"layer1 filters, step {int(jax.device_get(state.step))}",
+  )
