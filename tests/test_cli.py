@@ -113,3 +113,28 @@ def test_sigterm_saves_then_resume_finishes(tmp_path):
   r = run_cli(TINY, f"--workdir={wd}", f"--config.num_steps={max(steps) + 2}")
   assert r.returncode == 0, r.stderr
   assert "resumed from" in r.stdout and f"step {max(steps) + 2}" in r.stdout
+
+
+def test_bad_data_is_counted_in_metrics_and_summary(tmp_path):
+  """Training on a YFCC100M-format file with broken, missing and non-image files and malformed
+  lines: the run finishes, and the skipped items appear by reason in metrics.jsonl and at the end."""
+  import json
+
+  from livermore_brain.data import fixtures
+
+  fx = fixtures.write_yfcc_fixture(str(tmp_path / "yfcc"))
+  wd = tmp_path / "run"
+  r = run_cli(
+    TINY, f"--workdir={wd}", "--config.num_steps=5", "--config.tensorboard=false",
+    f"--config.data.source=yfcc100m:{fx['metadata'][24]}",
+    f"--config.data.image_dir={fx['image_dir']}",
+  )  # fmt: skip
+  assert r.returncode == 0, r.stderr[-3000:]
+  last = json.loads((wd / "metrics.jsonl").read_text().splitlines()[-1])
+  assert last["step"] == 5
+  assert last["data/skipped/skipped_videos"] == 1 and last["data/skipped/malformed_line"] == 2
+  # 5 steps x 16 slots = 80 slots over 12 photo items, 4 of them bad: every bad item is met (and
+  # replaced) at least 6 times, each counted by its reason.
+  for reason in ("decode_error", "empty_file", "not_image", "missing_file"):
+    assert last[f"data/skipped/{reason}"] >= 6, last
+  assert "data: skipped " in r.stdout and "1 skipped_videos; 2 malformed_line" in r.stdout

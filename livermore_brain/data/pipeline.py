@@ -42,7 +42,8 @@ _WHITEN_DOMAIN = 7  # RNG domain of the crops the whitening is fitted on (not tr
 
 
 def summarize_bad_counts(counts: dict) -> str:
-  """One line, e.g. ``skipped 3 images (decode_error=2, missing_file=1); 1 videos, 0 malformed``."""
+  """One line, e.g.
+  ``skipped 3 images (decode_error=2, missing_file=1); 1 skipped_videos; 2 malformed_line``."""
   bad = {k: v for k, v in sorted(counts.items()) if k not in ("skipped_videos", "malformed_line")}
   n = sum(bad.values())
   parts = f"skipped {n} images" + (

@@ -235,6 +235,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
     "data": pipe.bad_counts(),
     "checkpoint": f"{ckpt.directory}/{last_saved}",
   }
+  where = f" (process 0 of {jax.process_count()})" if jax.process_count() > 1 else ""
+  _log(f"data{where}: {pipe.bad_summary()}")
   if interrupted:
     _log(
       f"received {interrupted}: saved checkpoint at step {step}; rerun the same command to resume"
