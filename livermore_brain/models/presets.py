@@ -19,7 +19,7 @@ The ``paper`` reading
   followed by LCN across its 4,096 outputs (a 1x1 grid: normalization over features only).
 * lambda = 0.1, 0.1, 0.01.
 
-Parameters (K*D + D + 1 per location): 1.53e9 + 9.07e9 + 4.76e9 = 15.36e9 (+2.4% of the
+Parameters (K*D + D + 1 per location): 1.53e9 + 9.07e9 + 4.76e9 = 15.38e9 (+2.6% of the
 paper's 15e9). The alternative readings we tried land outside +-10% (e.g. a 'same'-padded LCN
 gives a 69x69 second layer and 20.2e9; taking "62x62x24" literally as the dense layer's input
 gives 13.1e9), and this one is the only one that reproduces the paper's 62x62 grid.
