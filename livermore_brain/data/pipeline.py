@@ -175,10 +175,14 @@ class Pipeline:
         self._bad[item] = e.reason
       raise
 
+  def _example(self, q: int) -> int:
+    """Global example index ``g`` of local position ``q`` (see the module docstring)."""
+    k, j = divmod(q, self.local_batch)
+    return k * self.global_batch + self.process_index * self.local_batch + j
+
   def _load_slot(self, q):
     q = int(q)
-    k, j = divmod(q, self.local_batch)
-    g = k * self.global_batch + self.process_index * self.local_batch + j
+    g = self._example(q)
     n = self.source.num_items
     epoch, pos = divmod(g if self._global_order else q, n)
     perm = self._perm(epoch)
@@ -204,9 +208,7 @@ class Pipeline:
       return out
 
   def _load_encoded(self, q, data, example):
-    q = int(q)
-    k, j = divmod(q, self.local_batch)
-    g = k * self.global_batch + self.process_index * self.local_batch + j
+    g = self._example(int(q))
     with self._lock:
       self.reads += 1
     try:

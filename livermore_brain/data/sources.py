@@ -1,11 +1,13 @@
 """Index-addressable image sources: ``builtin``, ``folder:<dir>``, ``yfcc100m:<file>``.
 
-Each source holds this process's shard as ``num_items`` items; ``load(i)`` returns something
-`images.crop` accepts (a lazy Pillow image or a uint8 array) or raises `images.BadImage` with a
-reason. ``whitening_images(n)`` yields a fixed, process-independent sample (so every process fits
-the same whitening), bounded so that a broken image dir fails with a clear error, never a stall.
-The shard of process ``p`` of ``P`` is every ``P``-th item starting at ``p``: disjoint, and
-complete over the processes.
+Each source holds ``num_items`` items; ``load(i)`` returns something `images.crop` accepts (a
+lazy Pillow image or a uint8 array) or raises `images.BadImage` with a reason.
+``whitening_images(n)`` yields a fixed, process-independent sample (so every process fits the
+same whitening), bounded so that a broken image dir fails with a clear error, never a stall.
+
+``builtin`` and ``folder`` hold every item on every process (``global_order``: the pipeline gives
+each process its slice of each global batch). ``yfcc100m`` holds this process's shard: every
+``P``-th photo line starting at ``p``, disjoint and complete over the processes.
 """
 
 from __future__ import annotations

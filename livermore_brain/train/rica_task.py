@@ -47,7 +47,6 @@ class RicaTask(Task):
   def state_shardings(self, mesh: Mesh, rules):
     shardings = state_lib.state_shardings(mesh, self.spec, self.tx, rules)
     state_lib.check_shardable(mesh, self.spec, self.tx, shardings)
-    self._shardings = shardings  # for the forward-copy syncs
     return shardings
 
   def init_state(self, key, mesh: Mesh, shardings):
@@ -66,8 +65,9 @@ class RicaTask(Task):
     self._stage = stage
     which = self.sched.sync_at(step)
     if any(which):
-      if which not in self._syncs:
-        self._syncs[which] = step_lib.make_sync(self._shardings, which)
+      if which not in self._syncs:  # the state's own shardings, kept by the copy
+        shardings = jax.tree.map(lambda x: x.sharding, state)
+        self._syncs[which] = step_lib.make_sync(shardings, which)
       state = self._syncs[which](state)
     return state
 
