@@ -25,6 +25,7 @@ import os
 import numpy as np
 
 from livermore_brain import viz
+from livermore_brain.data import labeled
 from livermore_brain.eval import brain_features as bfl
 from livermore_brain.eval import optimal_stimulus as opt_lib
 from livermore_brain.eval import selectivity as sel_lib
@@ -159,7 +160,7 @@ def analyze(workdir: str, config, log=print) -> dict:
   h, w, c = bf.spec.input_shape
   # Load the labeled probe first: a bad --config.probe fails before any compute.
   p = config.probe
-  train, test, probe_desc = bfl.labeled_sets(
+  train, test, probe_desc = labeled.labeled_sets(
     p.source,
     (h, w, c),
     seed=int(p.seed),
@@ -167,7 +168,7 @@ def analyze(workdir: str, config, log=print) -> dict:
     test_limit=int(p.limit) or None,
     data_dir=p.tfds_data_dir or None,
   )
-  merged = bfl.at_input(
+  merged = labeled.at_input(
     type(train)(
       np.concatenate([train.images, test.images]),
       np.concatenate([train.labels, test.labels]),

@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from livermore_brain.data import labeled
 from livermore_brain.eval import brain_features as bfl
 from livermore_brain.eval import linear_probe
 
@@ -78,7 +79,7 @@ def transfer(workdir: str, config, log=print) -> dict:
   step = None if int(config.step) < 0 else int(config.step)
   bf = bfl.BrainFeatures.load(workdir, step=step)
   workdir = bf.workdir
-  raw_train, raw_test, desc = bfl.labeled_sets(
+  raw_train, raw_test, desc = labeled.labeled_sets(
     config.dataset,
     bf.spec.input_shape,
     seed=int(config.seed),
@@ -86,7 +87,7 @@ def transfer(workdir: str, config, log=print) -> dict:
     test_limit=int(config.test_limit) or None,
     data_dir=config.tfds_data_dir or None,
   )
-  train, test = (bfl.at_input(d, bf.spec.input_shape) for d in (raw_train, raw_test))
+  train, test = (labeled.at_input(d, bf.spec.input_shape) for d in (raw_train, raw_test))
   names = [s.name for s in bf.spec.layers]
   layers = [s for s in str(config.layers).replace(" ", "").split(",") if s] or names
   for src in layers:

