@@ -16,7 +16,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from livermore_brain import planner
+from livermore_brain import hlo, planner
 from livermore_brain import sharding as shd
 from livermore_brain.models import presets
 from livermore_brain.train import state as state_lib
@@ -44,13 +44,13 @@ MESH_2x4 = {"data": 2, "model": 4}
   ],
 )
 def test_parse_groups_formats(text, groups):
-  assert [list(g) for g in planner.parse_groups(text)] == groups
+  assert [list(g) for g in hlo.parse_groups(text)] == groups
 
 
 def test_empty_groups_mean_every_device():
-  assert planner.parse_groups("replica_groups={}, to_apply=%add") is None
-  c = planner.Collective("x", "all-reduce", (("f32", ()),), None)
-  assert planner.collective_axes(c, MESH_2x4) == ("data", "model")
+  assert hlo.parse_groups("replica_groups={}, to_apply=%add") is None
+  c = hlo.Collective("x", "all-reduce", (("f32", ()),), None)
+  assert hlo.collective_axes(c, MESH_2x4) == ("data", "model")
 
 
 def test_parse_collectives_on_a_known_program():
@@ -71,15 +71,15 @@ def test_parse_collectives_on_a_known_program():
     check_vma=False,
   )
   x = jax.ShapeDtypeStruct((8, 16), jnp.float32, sharding=NamedSharding(mesh, P("data", "model")))
-  colls = planner.parse_collectives(jax.jit(g).lower(x).compile().as_text())
-  got = sorted((c.op, planner.collective_axes(c, MESH_2x4), c.bytes, c.is_scalar) for c in colls)
+  colls = hlo.parse_collectives(jax.jit(g).lower(x).compile().as_text())
+  got = sorted((c.op, hlo.collective_axes(c, MESH_2x4), c.bytes, c.is_scalar) for c in colls)
   assert got == [
     ("all-gather", ("data",), 8 * 4 * 4, False),
     ("all-reduce", ("data", "model"), 4, True),
     ("all-reduce", ("model",), 4 * 4 * 4, False),
     ("collective-permute", ("model",), 4 * 4 * 4, False),
   ]
-  summary = planner.summarize_collectives(colls, MESH_2x4)
+  summary = hlo.summarize_collectives(colls, MESH_2x4)
   assert summary["model"]["count"] == 2 and summary["model"]["nonscalar_count"] == 2
   assert summary["data+model"]["nonscalar_count"] == 0
   assert summary["data"]["ops"] == {"all-gather": 1}
@@ -90,7 +90,7 @@ def test_reduce_scatter_and_tuple_bytes():
     "  %rs = (f32[2,3]{1,0}, bf16[4]{0}) reduce-scatter(%a, %b), channel_id=3, "
     'replica_groups={{0,1}}, dimensions={0}, to_apply=%add, metadata={op_name="jit(f)/x"}'
   )
-  (c,) = planner.parse_collectives(line)
+  (c,) = hlo.parse_collectives(line)
   assert c.op == "reduce-scatter" and c.where == "jit(f)/x"
   assert c.bytes == (2 * 3 * 4 + 4 * 2) * 2  # operand = result x group size
 
