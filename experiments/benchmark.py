@@ -49,6 +49,18 @@ def _median(xs):
   return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
+def _time(f, *args, repeats: int = 10) -> float:
+  import jax
+
+  jax.block_until_ready(f(*args))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    times.append(time.perf_counter() - t)
+  return _median(times)
+
+
 def matmul_ceiling(n: int, repeats: int) -> dict:
   """GFLOP/s of a jitted float32 ``(n, n) @ (n, n)``, median over ``repeats`` calls."""
   import jax
@@ -57,43 +69,31 @@ def matmul_ceiling(n: int, repeats: int) -> dict:
   ka, kb = jax.random.split(jax.random.key(0))
   a = jax.random.normal(ka, (n, n), jnp.float32)
   b = jax.random.normal(kb, (n, n), jnp.float32)
-  f = jax.jit(lambda a, b: a @ b)
-  f(a, b).block_until_ready()
-  times = []
-  for _ in range(max(1, repeats)):
-    t = time.perf_counter()
-    f(a, b).block_until_ready()
-    times.append(time.perf_counter() - t)
-  med = _median(times)
+  med = _time(jax.jit(lambda a, b: a @ b), a, b, repeats=max(1, repeats))
   return dict(n=n, seconds=med, gflops=2 * n**3 / med / 1e9)
 
 
 def time_step(config, steps: int, warmup: int, images=None) -> dict:
   """Compile the all-layers-active step of ``config`` and time it (median of ``steps``)."""
   import jax
-  import jax.numpy as jnp
   import numpy as np
 
   from livermore_brain import distributed, planner
   from livermore_brain import sharding as shd
-  from livermore_brain.models import presets
-  from livermore_brain.train import optim
-  from livermore_brain.train import state as state_lib
   from livermore_brain.train import step as step_lib
+  from livermore_brain.train.rica_task import RicaTask
 
-  spec = presets.spec_from_config(config.model)
+  task = RicaTask(config)  # what training builds: spec, optimizer, dtype, remat, shardings
+  spec = task.spec
   mesh = shd.make_mesh(config.mesh)
   rules = shd.rules_from_config(config.get("rules"))
-  tx = optim.make_optimizer(config.optimizer)
   batch = int(config.batch_size)
-  shardings = state_lib.state_shardings(mesh, spec, tx, rules)
-  state_lib.check_shardable(mesh, spec, tx, shardings)
+  shardings = task.state_shardings(mesh, rules)
   active = (True,) * spec.num_layers
-  dtype = jnp.dtype(config.get("compute_dtype", "float32"))
   fn = step_lib.make_train_step(
-    spec, tx, active, mesh, shardings, rules, dtype, bool(config.get("remat", False))
+    spec, task.tx, active, mesh, shardings, rules, task.compute_dtype, task.remat
   )
-  state = state_lib.create_sharded_state(jax.random.key(0), spec, tx, mesh, shardings)
+  state = task.init_state(jax.random.key(0), mesh, shardings)
   if images is None:
     h, w, c = spec.input_shape
     images = np.random.default_rng(0).standard_normal((batch, h, w, c), np.float32)
@@ -129,18 +129,6 @@ def time_step(config, steps: int, warmup: int, images=None) -> dict:
     temp_bytes=analysis["bytes_per_device"]["temporaries"],
     finite=bool(all(np.isfinite(v) for v in jax.device_get(m).values())),
   )
-
-
-def _time(f, *args, repeats: int = 10) -> float:
-  import jax
-
-  jax.block_until_ready(f(*args))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(f(*args))
-    times.append(time.perf_counter() - t)
-  return _median(times)
 
 
 def breakdown(config, repeats: int = 10) -> dict:
