@@ -1,8 +1,10 @@
 """Test-session setup: 8 fake CPU devices for sharded code, TensorFlow kept off the GPUs.
 
 This file is imported by pytest before any test module, hence before JAX is imported, which is
-what lets ``--xla_force_host_platform_device_count`` take effect. Nothing else is set globally:
-x64 stays *off* (golden tests compare float32 JAX against float64 numpy on purpose).
+what lets ``--xla_force_host_platform_device_count`` take effect. The CPU process settings the
+entry points apply (`livermore_brain.cpu_tuning`) are applied here too, so tests run what users
+run. Nothing else is set globally: x64 stays *off* (golden tests compare float32 JAX against
+float64 numpy on purpose).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ def _hide_gpus_from_tensorflow() -> None:
 
 _add_xla_flag()
 _hide_gpus_from_tensorflow()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from livermore_brain import cpu_tuning  # noqa: E402 - after XLA_FLAGS, before JAX starts
+
+cpu_tuning.apply()
 
 
 def pytest_collection_finish():

@@ -43,7 +43,8 @@ def test_success_prefixes_every_process():
   )  # fmt: skip
   assert code == 0, out
   for i in range(3):
-    assert f"[p{i}] id {i} 3 --xla_force_host_platform_device_count=2" in out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith(f"[p{i}] id {i} 3 ")]
+    assert line.endswith(" --xla_force_host_platform_device_count=2"), line
 
 
 def test_jax_distributed_comes_up():
