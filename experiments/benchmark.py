@@ -132,13 +132,21 @@ def time_step(config, steps: int, warmup: int, images=None) -> dict:
 
 
 def breakdown(config, repeats: int = 10) -> dict:
-  """The step's parts alone, same shapes, one device: its per-location matmuls (encode, decode,
-  decode input-gradient, two filter gradients per layer, forward-copy encodes), its patch
-  gathers, and the optimizer update + projection. Seconds (median) and, for the matmuls, FLOPs."""
+  """The step's parts alone, same shapes: its per-location matmuls (encode, decode, decode
+  input-gradient, two filter gradients per layer, forward-copy encodes), its patch gathers, and
+  the optimizer update + projection. Seconds (median) and, for the matmuls, FLOPs.
+
+  The matmuls run on the config's mesh, their operands split as the step splits them
+  (locations, or a dense layer's neurons, over ``model``; batch over ``data``): on a mesh of
+  several devices this is what those products cost with no other work and no step-wide
+  synchronization around them, an upper bound on what the step itself can reach. The gathers
+  and the update run on one device."""
   import jax
   import jax.numpy as jnp
+  from jax.sharding import NamedSharding
 
   from livermore_brain import planner
+  from livermore_brain import sharding as shd
   from livermore_brain.layers import geometry as geo
   from livermore_brain.layers import rica
   from livermore_brain.models import brain, presets
@@ -150,9 +158,17 @@ def breakdown(config, repeats: int = 10) -> dict:
   key = iter(jax.random.split(jax.random.key(1), 8 * n))
   rand = lambda shape: jax.random.normal(next(key), shape, jnp.float32)
   mats, maps = [], []
+  mesh = shd.make_mesh(config.mesh)
+  rules = shd.rules_from_config(config.get("rules"))
+  put = lambda a, axes: jax.device_put(a, NamedSharding(mesh, shd.logical_to_spec(axes, rules)))
   for g, s in zip(spec.geometries, spec.layers):
     lp = g.padded_locations
-    mats.append((rand((lp, b, g.dim)), rand((lp, s.features, g.dim)), rand((lp, b, s.features))))
+    loc, k = ("dense", "neurons") if g.is_dense else ("locations", None)
+    mats.append((
+      put(rand((lp, b, g.dim)), (loc, "batch", None)),
+      put(rand((lp, s.features, g.dim)), (loc, k, None)),
+      put(rand((lp, b, s.features)), (loc, "batch", k)),
+    ))  # fmt: skip
     maps.append(rand((g.in_h, g.in_w, b, g.in_c)))
 
   def matmuls(mats):
@@ -187,6 +203,7 @@ def breakdown(config, repeats: int = 10) -> dict:
   return dict(
     matmul_seconds=t_mm,
     matmul_gflops=flops / t_mm / 1e9,
+    matmul_devices=mesh.size,
     patches_seconds=t_ex,
     update_seconds=t_up,
   )
@@ -198,6 +215,7 @@ def main(argv):
   if _STEPS.value < 10:
     raise ValueError(f"--steps={_STEPS.value}: the median needs at least 10 timed steps")
   config = _CONFIG.value
+  from livermore_brain import cpu_tuning
   from livermore_brain import data as data_lib
   from livermore_brain.models import presets
 
@@ -234,11 +252,14 @@ def main(argv):
     breakdown=parts,
     load_average=[round(load0, 2), round(load1, 2)],
     cpu_count=os.cpu_count(),
+    cpu_tuning=cpu_tuning.applied(),
   )
   rows = [
     f"benchmark: preset {out['preset']}, batch {step['batch']}, mesh "
     + " x ".join(f"{k}={v}" for k, v in step["mesh"].items())
     + f", load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} CPUs",
+    "  cpu tuning: "
+    + ("; ".join(out["cpu_tuning"]) or f"none ({cpu_tuning.ENV}=0, or not applicable)"),
     f"  {'matmul ceiling':<34}{ceiling['gflops']:>12,.1f} GFLOP/s  "
     f"({ceiling['n']}^3 f32, median of {_REPEATS.value})",
     f"  {'train step (median of ' + str(_STEPS.value) + ')':<34}{step['step_seconds'] * 1e3:>12,.2f} ms"
@@ -258,6 +279,7 @@ def main(argv):
     rows += [
       "  the step's parts alone (same shapes, jitted separately):",
       f"  {'  per-location matmuls':<34}{parts['matmul_seconds'] * 1e3:>12,.2f} ms"
+      f" on {parts['matmul_devices']} device(s)"
       f"  = {parts['matmul_gflops']:,.1f} GFLOP/s = {parts['matmul_gflops'] / ceiling['gflops']:.1%}"
       " of ceiling",
       f"  {'  patch gathers':<34}{parts['patches_seconds'] * 1e3:>12,.2f} ms",

@@ -36,6 +36,22 @@ def test_benchmark_tiny_emits_json():
   assert "matmul ceiling" in out.stdout and "input pipeline alone" in out.stdout
 
 
+def test_benchmark_breakdown_runs_on_the_step_mesh():
+  """With two devices on ``model`` the step and its matmuls alone both run split over them."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  out = subprocess.run(
+    [sys.executable, "-m", "experiments.benchmark",
+     "--config=experiments/configs/rica_yfcc.py:tiny", "--config.mesh=data:1,model:2",
+     "--steps=10", "--warmup=1", "--matmul_size=256", "--matmul_repeats=3", "--skip_data"],
+    cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+  )  # fmt: skip
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["step"]["mesh"] == {"data": 1, "model": 2}
+  assert result["breakdown"]["matmul_devices"] == 2 and result["breakdown"]["matmul_gflops"] > 0
+  assert result["data_images_per_sec"] is None and "on 2 device(s)" in out.stdout
+
+
 def test_benchmark_rejects_too_few_steps():
   out = subprocess.run(
     [sys.executable, "-m", "experiments.benchmark",
