@@ -30,6 +30,7 @@ from livermore_brain.eval import brain_features as bfl
 from livermore_brain.eval import optimal_stimulus as opt_lib
 from livermore_brain.eval import selectivity as sel_lib
 from livermore_brain.eval import topk as topk_lib
+from livermore_brain.layers import geometry as geo
 
 
 def parse_ids(text) -> list[int]:
@@ -41,15 +42,6 @@ def parse_ids(text) -> list[int]:
     return [int(p) for p in parts if str(p) != ""]
   except ValueError:
     raise ValueError(f"neuron ids must be comma-separated integers, got {text!r}") from None
-
-
-def grid_sample(grid: tuple[int, int], n: int) -> np.ndarray:
-  """About ``n`` location ids evenly spread over an ``Lh x Lw`` grid (row-major ids)."""
-  lh, lw = grid
-  side = max(1, int(np.ceil(np.sqrt(n))))
-  ys = np.unique(np.linspace(0, lh - 1, min(side, lh)).round().astype(int))
-  xs = np.unique(np.linspace(0, lw - 1, min(side, lw)).round().astype(int))
-  return (ys[:, None] * lw + xs[None, :]).reshape(-1)[:n]
 
 
 def binary_probe(data, positive: str, balance: bool = True, seed: int = 0):
@@ -87,7 +79,7 @@ def write_filters(bf: bfl.BrainFeatures, path: str, locations: int = 16, per_loc
   import jax
 
   g = bf.spec.geometries[0]
-  locs = grid_sample(g.grid, locations)
+  locs = geo.sample_locations(g, locations)
   w = np.asarray(jax.device_get(bf.params[0]["w"][np.asarray(locs)]))
   coords = ", ".join(f"({i // g.grid[1]},{i % g.grid[1]})" for i in locs[:4])
   viz.filter_grid(

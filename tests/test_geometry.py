@@ -233,3 +233,15 @@ def test_bad_location_multiple_and_network():
     brain.NetworkSpec((16, 0, 3), (brain.LayerSpec("layer1", features=4),))
   with pytest.raises(ValueError, match=r"at least one layer"):
     brain.NetworkSpec((16, 16, 3), ())
+
+
+def test_sample_locations_spread_over_both_grid_directions():
+  g = geo.LocalGeometry(64, 64, 3, 12, 12, 4)  # the cpu preset's 14x14 layer-1 grid
+  locs = geo.sample_locations(g, 16)
+  rows, cols = np.divmod(locs, 14)
+  assert len(locs) == 16 and len(set(locs.tolist())) == 16
+  assert sorted(set(rows.tolist())) == [0, 4, 9, 13] == sorted(set(cols.tolist()))
+  assert {0, 13, 182, 195} <= set(locs.tolist())  # the four corners
+  assert geo.sample_locations(geo.LocalGeometry(4, 4, 1, 4, 4, 1), 16).tolist() == [0]  # dense
+  few = geo.sample_locations(geo.LocalGeometry(8, 8, 1, 4, 4, 2), 100)  # 3x3 grid, asked for 100
+  assert few.tolist() == list(range(9))

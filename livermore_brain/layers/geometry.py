@@ -92,6 +92,16 @@ class LocalGeometry:
     return (jnp.arange(self.padded_locations) < self.num_locations).astype(jnp.float32)
 
 
+def sample_locations(g: LocalGeometry, n: int) -> np.ndarray:
+  """About ``n`` real location ids (row-major) spread evenly over the ``Lh x Lw`` grid in both
+  directions — what filter figures show (a flat ``linspace`` over ids bunches them in rows)."""
+  lh, lw = g.grid
+  side = max(1, int(np.ceil(np.sqrt(n))))
+  ys = np.unique(np.linspace(0, lh - 1, min(side, lh)).round().astype(int))
+  xs = np.unique(np.linspace(0, lw - 1, min(side, lw)).round().astype(int))
+  return (ys[:, None] * lw + xs[None, :]).reshape(-1)[:n]
+
+
 def field_starts(g: LocalGeometry) -> np.ndarray:
   """``(L_pad, 2)`` int32: each field's top row and first column *element* ``x * C`` in a
   ``(B, H, W * C)`` view of the map. Padded locations start at row ``H``: the first row of a

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from livermore_brain.layers import geometry as geo
 from livermore_brain.models import presets
 from livermore_brain.train import optim, schedule
 from livermore_brain.train import state as state_lib
@@ -87,11 +88,12 @@ class RicaTask(Task):
 
 
 def save_filters(path, state, spec, pipe, max_locations=16):
-  """First-layer filter grid (a sample of locations), whitening undone for display."""
+  """First-layer filter grid (locations spread over the grid, as `experiments.analyze` draws
+  them), whitening undone for display."""
   from livermore_brain import viz
 
   g = spec.geometries[0]
-  locs = np.linspace(0, g.num_locations - 1, min(max_locations, g.num_locations)).astype(int)
+  locs = geo.sample_locations(g, max_locations)
   w = np.asarray(jax.device_get(state.params[0]["w"][jnp.asarray(locs)]))
   undo = pipe.whitening.undo if getattr(pipe, "whitening", None) is not None else None
   return viz.filter_grid(
