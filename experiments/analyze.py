@@ -89,6 +89,7 @@ def write_filters(bf: bfl.BrainFeatures, path: str, locations: int = 16, per_loc
     g.in_c,
     path,
     max_filters=per_location,
+    location_ids=locs,
     undo=None if bf.whitening is None else bf.whitening.undo,
     title=f"{bf.spec.layers[0].name}, step {bf.step}: {len(locs)} of {g.num_locations} "
     f"locations of the {g.grid[0]}x{g.grid[1]} grid",

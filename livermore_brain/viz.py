@@ -81,8 +81,12 @@ def filter_grid(
   undo: Callable[[np.ndarray], np.ndarray] | None = None,
   title: str | None = None,
   max_locations: int = 16,
+  location_ids: Sequence[int] | None = None,
 ) -> str:
   """Tile filters ``w`` ``(L, K, D)`` (``D`` ordered ``(dy, dx, c)``): rows = locations.
+
+  ``location_ids``: the layer's location id of each of ``w``'s rows, for when ``w`` holds a
+  sample of a layer's locations (the row labels show these ids); default ``0..L-1``.
 
   Locations are ``locations`` when given, else ``max_locations`` evenly spaced among the first
   ``num_locations`` (the real ones; padded locations beyond it are never shown). Each row shows
@@ -106,6 +110,9 @@ def filter_grid(
     locs = np.asarray(locations, int)
     if locs.size == 0 or locs.min() < 0 or locs.max() >= n_real:
       raise ValueError(f"locations must be non-empty and within 0..{n_real - 1}, got {locations}")
+  ids = np.arange(w.shape[0]) if location_ids is None else np.asarray(location_ids, int)
+  if ids.shape != (w.shape[0],):
+    raise ValueError(f"location_ids must give one id per row of w ({w.shape[0]}), got {ids.shape}")
   k = min(max_filters, w.shape[1])
   imgs = w[locs, :k].reshape(len(locs) * k, field_h, field_w, channels)
   if undo is not None:
@@ -123,7 +130,7 @@ def filter_grid(
   _show(ax, mosaic)
   h = imgs.shape[1] + 1
   ax.set_yticks([1 + i * h + (h - 1) / 2 for i in range(len(locs))])
-  ax.set_yticklabels([f"loc {i}" for i in locs], fontsize=7)
+  ax.set_yticklabels([f"loc {ids[i]}" for i in locs], fontsize=7)
   ax.set_xticks([])
   ax.set_xlabel(f"first {k} of {w.shape[1]} filters per location", fontsize=8)
   ax.set_title(title or f"{len(locs)} of {n_real} locations, {field_h}x{field_w}x{channels}")

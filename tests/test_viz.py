@@ -37,6 +37,18 @@ def test_filter_grid(tmp_path):
     viz.filter_grid(w, 6, 6, 3, str(tmp_path / "x.png"), num_locations=36, locations=[39])
 
 
+def test_filter_grid_labels_rows_with_their_location_ids(tmp_path, monkeypatch):
+  figs = []
+  monkeypatch.setattr(viz, "_save", lambda fig, path: figs.append(fig) or path)
+  sample = np.random.default_rng(1).normal(size=(3, 4, 2 * 2 * 3))  # locations 0, 7, 195 of a layer
+  viz.filter_grid(sample, 2, 2, 3, str(tmp_path / "s.png"), location_ids=[0, 7, 195])
+  viz.filter_grid(sample, 2, 2, 3, str(tmp_path / "t.png"))
+  labels = [[t.get_text() for t in f.axes[0].get_yticklabels()] for f in figs]
+  assert labels == [["loc 0", "loc 7", "loc 195"], ["loc 0", "loc 1", "loc 2"]]
+  with pytest.raises(ValueError, match="one id per row"):
+    viz.filter_grid(sample, 2, 2, 3, str(tmp_path / "x.png"), location_ids=[0, 7])
+
+
 def test_image_grid(tmp_path):
   rng = np.random.default_rng(0)
   top = rng.normal(size=(3, 5, 12, 12, 3))  # neurons x top-5, whitened: normalized for display

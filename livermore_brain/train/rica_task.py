@@ -103,5 +103,6 @@ def save_filters(path, state, spec, pipe, max_locations=16):
     g.in_c,
     path,
     undo=undo,
+    location_ids=locs,
     title=f"layer1 filters, step {int(jax.device_get(state.step))}",
   )
