@@ -31,6 +31,7 @@ from livermore_brain.eval import optimal_stimulus as opt_lib
 from livermore_brain.eval import selectivity as sel_lib
 from livermore_brain.eval import topk as topk_lib
 from livermore_brain.layers import geometry as geo
+from livermore_brain.train import rica_task
 
 
 def parse_ids(text) -> list[int]:
@@ -76,24 +77,19 @@ def binary_probe(data, positive: str, balance: bool = True, seed: int = 0):
 
 def write_filters(bf: bfl.BrainFeatures, path: str, locations: int = 16, per_location: int = 16):
   """First-layer filter tiles at a grid sampling of locations, whitening undone for display."""
-  import jax
-
   g = bf.spec.geometries[0]
   locs = geo.sample_locations(g, locations)
-  w = np.asarray(jax.device_get(bf.params[0]["w"][np.asarray(locs)]))
-  coords = ", ".join(f"({i // g.grid[1]},{i % g.grid[1]})" for i in locs[:4])
-  viz.filter_grid(
-    w,
-    g.field_h,
-    g.field_w,
-    g.in_c,
+  rica_task.save_filters(
     path,
-    max_filters=per_location,
-    location_ids=locs,
+    bf.params[0]["w"],
+    g,
     undo=None if bf.whitening is None else bf.whitening.undo,
     title=f"{bf.spec.layers[0].name}, step {bf.step}: {len(locs)} of {g.num_locations} "
     f"locations of the {g.grid[0]}x{g.grid[1]} grid",
+    locations=locs,
+    per_location=per_location,
   )
+  coords = ", ".join(f"({i // g.grid[1]},{i % g.grid[1]})" for i in locs[:4])
   return {"path": path, "locations": locs.tolist(), "first_coords": coords}
 
 

@@ -84,25 +84,34 @@ class RicaTask(Task):
     return {"stage": self.sched.stage(max(step - 1, 0))}
 
   def on_checkpoint(self, state, workdir: str, pipeline) -> None:
-    save_filters(os.path.join(workdir, "filters_layer1.png"), state, self.spec, pipeline)
+    whitening = getattr(pipeline, "whitening", None)
+    save_filters(
+      os.path.join(workdir, "filters_layer1.png"),
+      state.params[0]["w"],
+      self.spec.geometries[0],
+      undo=None if whitening is None else whitening.undo,
+      title=f"layer1 filters, step {int(jax.device_get(state.step))}",
+    )
 
 
-def save_filters(path, state, spec, pipe, max_locations=16):
-  """First-layer filter grid (locations spread over the grid, as `experiments.analyze` draws
-  them), whitening undone for display."""
+def save_filters(path, w, g, *, undo=None, title=None, locations=16, per_location=8):
+  """Filter grid of a layer's filters ``w`` ``(L_pad, K, D)`` (device or host) with geometry
+  ``g``: the location ids ``locations``, or that many spread over the grid
+  (`geometry.sample_locations`); only those rows are copied to the host, each row is labelled
+  with its location id; ``undo`` maps filters to display space (e.g. undoing whitening).
+  Returns the location ids shown."""
   from livermore_brain import viz
 
-  g = spec.geometries[0]
-  locs = geo.sample_locations(g, max_locations)
-  w = np.asarray(jax.device_get(state.params[0]["w"][jnp.asarray(locs)]))
-  undo = pipe.whitening.undo if getattr(pipe, "whitening", None) is not None else None
-  return viz.filter_grid(
-    w,
+  locs = geo.sample_locations(g, locations) if np.ndim(locations) == 0 else np.asarray(locations)
+  viz.filter_grid(
+    np.asarray(jax.device_get(w[jnp.asarray(locs)])),
     g.field_h,
     g.field_w,
     g.in_c,
     path,
-    undo=undo,
+    max_filters=per_location,
     location_ids=locs,
-    title=f"layer1 filters, step {int(jax.device_get(state.step))}",
+    undo=undo,
+    title=title,
   )
+  return locs
