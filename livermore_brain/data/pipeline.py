@@ -4,7 +4,7 @@ Positions. Process ``p`` of ``P`` yields local batches of ``b = B / P`` images; 
 batch ``k`` is local position ``q = k b + j`` and global example ``g = k B + p b + j``.
 
 - Sources that list every item on every process (``builtin``, ``folder``: a list of paths is
-  cheap) are *process-count invariant*: example ``g`` is item ``perm_e[g mod n]`` of all ``n``
+  cheap; ``mnist``, ``digits``: in memory) are *process-count invariant*: example ``g`` is item ``perm_e[g mod n]`` of all ``n``
   items, ``e = g div n`` the epoch and ``perm_e`` a permutation drawn from ``(seed, e)``; each
   process loads only the slots of its slice of the global batch. So global batch ``k`` is the
   same on 1 process or 16, and a job may be restarted with another process count.
@@ -12,9 +12,14 @@ batch ``k`` is local position ``q = k b + j`` and global example ``g = k B + p b
   shard of ``n`` items: position ``q`` is item ``perm_e[q mod n]``, ``e = q div n``, ``perm_e``
   drawn from ``(seed, e, p, P)``. Deterministic and resumable for a fixed ``P``.
 
-Random crops use a generator seeded from ``(seed, g)``. So batch ``k`` is a pure function of
-``(cfg, seed, k, p, P)``, and ``iterate(start_batch=k)`` starts tf.data at position ``k b``
-without touching earlier batches. (TFDS sources use permuted blocks instead: `tfds_source`.)
+Random crops, flips and color jitter use one generator per example seeded from ``(seed, g)``
+(`stages`). So batch ``k`` is a pure function of ``(cfg, seed, k, p, P)``, and
+``iterate(start_batch=k)`` starts tf.data at position ``k b`` without touching earlier batches.
+(TFDS sources use permuted blocks instead: `tfds_source`.)
+
+Fields. Batches hold exactly the `InputSpec`'s fields (``image`` of shape ``(H, W, C)``, H != W
+allowed, and where the source has them ``label``, of the item actually used in the slot, and
+``tags``, host-side bytes strings); `build.make_pipeline` rejects a field the source lacks.
 
 Bad data. An undecodable item (missing / empty / not an image / truncated) is replaced, for that
 slot only, by the next good item of the same epoch's permutation, so every batch is full, the
@@ -28,13 +33,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import numpy as np
 
-from livermore_brain.data import config as config_lib
-from livermore_brain.data import images, tf_ops
+from livermore_brain.data import images, stages, tf_ops
+from livermore_brain.data import spec as spec_lib
 from livermore_brain.data import whitening as whitening_lib
+from livermore_brain.data.spec import InputSpec
 from livermore_brain.data.tfenv import tf
 
 _OP_ERROR = tf.errors.OpError
@@ -54,15 +59,16 @@ def summarize_bad_counts(counts: dict) -> str:
 
 
 class Pipeline:
-  """Use `make_pipeline`. ``iterate(start_batch=k)`` yields ``dict(image=float32 (b, S, S, C))``."""
+  """Use `make_pipeline`. ``iterate(start_batch=k)`` yields a dict of the spec's fields."""
 
   def __init__(
     self,
     cfg,
     source,
+    spec: InputSpec | None = None,
     *,
-    image_size,
-    channels,
+    image_size=None,
+    channels=None,
     global_batch,
     seed,
     process_index,
@@ -70,18 +76,21 @@ class Pipeline:
     workdir=None,
   ):
     self.cfg, self.source = cfg, source
-    self.image_size, self.channels = int(image_size), int(channels)
+    self.spec = spec = spec_lib.resolve(spec, image_size, channels)
+    self.height, self.width, self.channels = spec.image_shape
+    self.image_size = self.height if self.height == self.width else (self.height, self.width)
+    self.fields = spec.fields
     self.global_batch, self.seed = int(global_batch), int(seed)
     self.process_index, self.process_count = int(process_index), int(process_count)
     self.local_batch = self.global_batch // self.process_count
     self._seed_u = self.seed % (1 << 63)
-    kind = type(source).__name__
-    self.crop = (
-      cfg.crop if cfg.crop != "auto" else ("random" if kind == "BuiltinSource" else "center")
-    )
+    self.stages = stages.Stages(cfg, spec, source)
+    self.crop = self.stages.crop
     self._sequential = hasattr(source, "stream")  # tfds: blocks, not random access
     # Every process sees every item (see the module docstring): order by global example.
     self._global_order = bool(getattr(source, "global_order", False))
+    self._labels = getattr(source, "class_names", None) is not None and not self._sequential
+    self._tags = "tags" in self.fields
     self._lock = threading.Lock()
     self._perms: dict[int, np.ndarray] = {}
     self._bad: dict[int, str] = {}
@@ -95,20 +104,29 @@ class Pipeline:
   # ---- description ----------------------------------------------------------------------------
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    return (self.image_size, self.image_size, self.channels)
+    return self.spec.image_shape
+
+  @property
+  def class_names(self) -> tuple[str, ...] | None:
+    """The source's class names (``label`` indexes them), None if it has no labels."""
+    return getattr(self.source, "class_names", None)
+
+  @property
+  def num_classes(self) -> int | None:
+    names = self.class_names
+    return None if names is None else len(names)
 
   @property
   def batches_per_block(self) -> int:
     return max(1, int(self.cfg.block_size) // self.global_batch)
 
   def describe(self) -> str:
-    s, c = self.image_size, self.channels
     w = self.whitening
     white = f"ZCA-whitened ({w.patch}x{w.patch} filter)" if w is not None else "not whitened"
-    gray = ", grayscale" if self.cfg.grayscale else ""
+    fields = "" if self.fields == ("image",) else f"; fields {', '.join(self.fields)}"
     return (
-      f"{self.source.describe()}; {s}x{s}x{c} {self.crop} crops{gray}, per-image normalized, "
-      f"{white}; batch {self.global_batch} = {self.process_count} x {self.local_batch}, "
+      f"{self.source.describe()}; {self.stages.describe()}, {white}{fields}; batch "
+      f"{self.global_batch} = {self.process_count} x {self.local_batch}, "
       f"process {self.process_index}, seed {self.seed}"
     )
 
@@ -125,12 +143,12 @@ class Pipeline:
     return np.random.default_rng([self._seed_u, domain, int(g)])
 
   def prepare(self, obj, g: int, domain: int = 0) -> np.ndarray:
-    """Decode + crop one image for global example ``g``: ``uint8 (S, S, C)``."""
-    rng = self._rng(g, domain) if self.crop == "random" else None
-    cfg = self.cfg
-    return images.crop(
-      obj, self.image_size, self.channels, self.crop, rng, cfg.random_crop_min_scale, cfg.grayscale
-    )
+    """Stages 1-3 of one image for global example ``g``: ``uint8 (H, W, C)``."""
+    return self.stages(obj, self._rng(g, domain) if self.stages.random else None)
+
+  def _augment(self, img: np.ndarray, g: int) -> np.ndarray:
+    """Stages 2-3 of an image already cropped by a deterministic (center / resize) crop."""
+    return self.stages.augment(img, self._rng(g)) if self.stages.augments else img
 
   def _perm(self, epoch: int) -> np.ndarray:
     with self._lock:
@@ -152,19 +170,22 @@ class Pipeline:
     reason = self._bad.get(item)
     if reason is not None:
       raise images.BadImage(reason)
+    random_crop = self.crop == "random"
     cached = self._cache.get(item)
     if cached is not None:
-      return cached if self.crop == "center" else self.prepare(cached, g)
+      return self.prepare(cached, g) if random_crop else self._augment(cached, g)
     try:
       obj = self.source.load(item)
       with self._lock:
         self.reads += 1
       if not (self.source.cacheable and self._cache_bytes < self._cache_cap):
         return self.prepare(obj, g)
-      keep = out = self.prepare(obj, g) if self.crop == "center" else None
-      if keep is None:
-        keep = images.pyramid(obj, self.image_size)
+      if random_crop:  # keep a pyramid of the image; crop it anew for every example
+        keep = images.pyramid(obj, min(self.height, self.width))
         out = self.prepare(keep, g)
+      else:  # keep the deterministic crop
+        keep = self.stages.geometry(obj, None)
+        out = self._augment(keep, g)
       with self._lock:
         if item not in self._cache and self._cache_bytes < self._cache_cap:
           self._cache[item] = keep
@@ -194,7 +215,10 @@ class Pipeline:
       except images.BadImage as e:
         reason = reason or images.CODE[e.reason]
         continue
-      return img, np.int64(self.source.global_id(item)), np.int64(g), np.int8(reason)
+      label = self.source.label(item) if self._labels else -1
+      tags = self.source.tags(item).encode() if self._tags else b""
+      gid = np.int64(self.source.global_id(item))
+      return img, gid, np.int64(g), np.int8(reason), np.int32(label), np.bytes_(tags)
     raise RuntimeError(
       f"every one of the {n} items of this process's shard is undecodable "
       f"({summarize_bad_counts(self._bad_histogram())}): {self.source.describe()}"
@@ -207,7 +231,7 @@ class Pipeline:
         out[r] = out.get(r, 0) + 1
       return out
 
-  def _load_encoded(self, q, data, example):
+  def _load_encoded(self, q, data, example, label):
     g = self._example(int(q))
     with self._lock:
       self.reads += 1
@@ -216,7 +240,7 @@ class Pipeline:
       reason = 0
     except images.BadImage as e:  # prepared TFDS data: should not happen; a blank, counted slot
       img, reason = np.zeros(self.image_shape, np.uint8), images.CODE[e.reason]
-    return img, np.int64(example), np.int64(g), np.int8(reason)
+    return img, np.int64(example), np.int64(g), np.int8(reason), np.int32(label), np.bytes_(b"")
 
   # ---- whitening ------------------------------------------------------------------------------
   def _whitening(self, workdir):
@@ -230,16 +254,19 @@ class Pipeline:
           f"use a fresh workdir or delete the file to refit"
         )
       return w
-    eps = float(cfg.normalize_eps)
-    sample = self.source.whitening_images(
+    eps, norm = float(cfg.normalize_eps), bool(cfg.normalize)
+    stage4 = (lambda x: images.normalize(x, eps)) if norm else (lambda x: np.float32(x) / 255.0)
+    sample = self.source.whitening_images(  # crops only: no flips / jitter in the statistics
       int(cfg.whitening_images),
-      lambda obj, j: images.normalize(self.prepare(obj, j, _WHITEN_DOMAIN), eps),
+      lambda obj, j: stage4(self.stages.geometry(obj, self._rng(j, _WHITEN_DOMAIN))),
     )
     w = whitening_lib.fit(
       sample, int(cfg.whitening_patch), int(cfg.whitening_samples), float(cfg.whitening_eps),
       self.seed,
     )  # fmt: skip
-    w.meta.update(images=len(sample), image_size=self.image_size, crop=self.crop)
+    w.meta.update(
+      images=len(sample), height=self.height, width=self.width, crop=self.crop, normalize=norm
+    )
     if path and self.process_index == 0:
       os.makedirs(workdir, exist_ok=True)
       w.save(path)
@@ -247,12 +274,14 @@ class Pipeline:
 
   # ---- tf.data --------------------------------------------------------------------------------
   def _postprocess_fn(self):
+    """Stages 4-5 on a batch: normalize (or scale to [0, 1]), then whiten."""
     eps = float(self.cfg.normalize_eps)
     w = self.whitening
-    whiten = None if w is None else tf_ops.whiten_fn(w.kernel, self.image_size, self.image_size)
+    whiten = None if w is None else tf_ops.whiten_fn(w.kernel, self.height, self.width)
+    norm = bool(self.cfg.normalize)
 
     def post(ex):
-      x = tf_ops.normalize(ex["image"], eps)
+      x = tf_ops.normalize(ex["image"], eps) if norm else tf_ops.scale(ex["image"])
       return dict(ex, image=x if whiten is None else whiten(x))
 
     return post
@@ -263,21 +292,22 @@ class Pipeline:
     npc = (
       tf.data.AUTOTUNE if int(self.cfg.num_parallel_calls) < 0 else int(self.cfg.num_parallel_calls)
     )
-    out_t = [tf.uint8, tf.int64, tf.int64, tf.int8]
+    out_t = [tf.uint8, tf.int64, tf.int64, tf.int8, tf.int32, tf.string]
 
-    def finish(img, item, g, reason):
+    def finish(img, item, g, reason, label, tags):
       img.set_shape(self.image_shape)
-      for t in (item, g, reason):
+      for t in (item, g, reason, label, tags):
         t.set_shape(())
-      return dict(image=img, item=item, example=g, reason=reason)
+      return dict(image=img, item=item, example=g, reason=reason, label=label, tags=tags)
 
     if self._sequential:
-      sig = (tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int64))
+      i64 = tf.TensorSpec((), tf.int64)
+      sig = (i64, tf.TensorSpec((), tf.string), i64, i64)
       ds = tf.data.Dataset.from_generator(
         lambda: self.source.stream(start_batch * lb, self._seed_u, bool(self.cfg.shuffle)),
         output_signature=sig,
       )
-      load = lambda q, d, e: finish(*tf.numpy_function(self._load_encoded, [q, d, e], out_t))
+      load = lambda *a: finish(*tf.numpy_function(self._load_encoded, list(a), out_t))
     else:
       ds = tf.data.Dataset.range(start_batch * lb, 1 << 62)
       load = lambda q: finish(*tf.numpy_function(self._load_slot, [q], out_t))
@@ -292,14 +322,17 @@ class Pipeline:
   def iterate(self, start_batch: int = 0, return_meta: bool = False):
     """Local batches ``start_batch, start_batch + 1, ...`` forever (epochs roll over).
 
-    Each is ``dict(image=float32 (local_batch, S, S, C))``; with ``return_meta`` also ``item``
-    (global id of the image actually used: index in the sorted list for builtin/folder, byte
-    offset of the metadata line for yfcc100m, example index for tfds), ``example`` (global
-    example index) and ``reason`` (0, or the `images.REASONS` code of a replaced slot).
+    Each is a dict of exactly the spec's fields: ``image`` float32 ``(local_batch, H, W, C)``,
+    ``label`` int32 ``(local_batch,)``, ``tags`` an object array of ``local_batch`` bytes
+    strings. With ``return_meta`` also ``item`` (global id of the image actually used: index in
+    the sorted list for builtin/folder, in the split for mnist/digits, byte offset of the
+    metadata line for yfcc100m, example index for tfds), ``example`` (global example index) and
+    ``reason`` (0, or the `images.REASONS` code of a replaced slot).
     """
     if int(start_batch) < 0:
       raise ValueError(f"start_batch must be >= 0, got {start_batch}")
     op_error = _OP_ERROR  # a local: module globals may be gone when a generator is closed at exit
+    keys = self.fields
     try:
       for ex in self.dataset(int(start_batch)).as_numpy_iterator():
         codes = ex["reason"][ex["reason"] > 0]
@@ -308,71 +341,10 @@ class Pipeline:
             for c in codes:
               name = images.REASONS[int(c)]
               self._counts[name] = self._counts.get(name, 0) + 1
-        yield ex if return_meta else {"image": ex["image"]}
+        out = {f: ex[f] for f in keys}
+        if return_meta:
+          out.update(item=ex["item"], example=ex["example"], reason=ex["reason"])
+        yield out
     except op_error as e:
       msg = e.message.strip().splitlines()
       raise RuntimeError(f"input pipeline failed: {msg[0] if msg else e}") from None
-
-
-def make_pipeline(
-  cfg,
-  image_size: int,
-  channels: int,
-  global_batch: int,
-  seed: int = 0,
-  process_index: int = 0,
-  process_count: int = 1,
-  workdir: str | None = None,
-) -> Pipeline:
-  """Build the input pipeline of one process; see the module docstring for the guarantees."""
-  from livermore_brain.data import sources
-
-  cfg = config_lib.resolve(cfg)
-  if int(process_count) < 1 or not 0 <= int(process_index) < int(process_count):
-    raise ValueError(f"process_index={process_index} must be in [0, process_count={process_count})")
-  if int(global_batch) < 1 or int(global_batch) % int(process_count):
-    raise ValueError(
-      f"global_batch={global_batch} is not divisible by process_count={process_count}: each "
-      f"process yields global_batch / process_count images; use a multiple of {process_count}"
-    )
-  if int(channels) not in (1, 3):
-    raise ValueError(f"channels must be 1 or 3, got {channels}")
-  if int(image_size) < 2 or (cfg.whiten and int(image_size) < int(cfg.whitening_patch)):
-    raise ValueError(
-      f"image_size={image_size} is too small (whitening patch {cfg.whitening_patch}); use a "
-      f"larger image or --config.data.whitening_patch"
-    )
-  kind, arg, split = config_lib.parse_source(cfg.source)
-  pi, pc = int(process_index), int(process_count)
-  if kind == "builtin":
-    src = sources.BuiltinSource()
-  elif kind == "folder":
-    src = sources.FolderSource(arg)
-  elif kind == "yfcc100m":
-    cache = os.path.join(workdir, "yfcc_index") if (workdir and cfg.index_cache) else None
-    src = sources.YfccSource(arg, cfg.image_dir, pi, pc, cache)
-  else:
-    from livermore_brain.data.tfds_source import TfdsSource
-
-    src = TfdsSource(arg, split, cfg.tfds_data_dir or None, pi, pc, int(cfg.block_size))
-  return Pipeline(
-    cfg,
-    src,
-    image_size=image_size,
-    channels=channels,
-    global_batch=global_batch,
-    seed=seed,
-    process_index=pi,
-    process_count=pc,
-    workdir=workdir,
-  )
-
-
-def measure_throughput(pipe: Pipeline, num_batches: int = 20, start_batch: int = 0) -> float:
-  """Images per second this process's pipeline delivers (after one warm-up batch)."""
-  it = pipe.iterate(start_batch=start_batch)
-  next(it)
-  t0 = time.perf_counter()
-  for _ in range(int(num_batches)):
-    next(it)
-  return int(num_batches) * pipe.local_batch / (time.perf_counter() - t0)

@@ -1,7 +1,10 @@
-"""Index-addressable image sources: ``builtin``, ``folder:<dir>``, ``yfcc100m:<file>``.
+"""Index-addressable image sources: ``builtin``, ``folder:<dir>``, ``yfcc100m:<file>``
+(``mnist`` / ``digits``: `arrays`; ``tfds:<name>``: `tfds_source`; all built by `from_config`).
 
 Each source holds ``num_items`` items; ``load(i)`` returns something `images.crop` accepts (a
-lazy Pillow image or a uint8 array) or raises `images.BadImage` with a reason.
+lazy Pillow image or a uint8 array) or raises `images.BadImage` with a reason. Fields besides the
+image: ``class_names`` (None: no labels) with ``label(i) -> int``; ``tags(i) -> str`` (yfcc100m).
+``default_crop`` is what ``data.crop=auto`` means for it.
 ``whitening_images(n)`` yields a fixed, process-independent sample (so every process fits the
 same whitening), bounded so that a broken image dir fails with a clear error, never a stall.
 
@@ -18,6 +21,7 @@ import weakref
 import numpy as np
 
 from livermore_brain.data import images, yfcc
+from livermore_brain.data.arrays import spread_order
 
 # skimage.data photographs that ship with scikit-image (no download), plus sklearn's two.
 BUILTIN_SKIMAGE = (
@@ -72,6 +76,8 @@ class BuiltinSource:
 
   cacheable = False  # already in memory
   global_order = True  # every process holds every image: the pipeline orders by global example
+  default_crop = "random"  # ~20 large photos: random crops
+  class_names = None
 
   def __init__(self):
     import warnings
@@ -122,20 +128,29 @@ class BuiltinSource:
 
 
 class FolderSource:
-  """Every JPEG/PNG/GIF/BMP under a directory, recursively, in sorted order."""
+  """Every JPEG/PNG/GIF/BMP under a directory, recursively, in sorted order.
+
+  Labeled when the images sit in class subfolders (none directly in the directory): an image's
+  label is the index of its top-level subfolder among the sorted subfolder names.
+  """
 
   cacheable = True
   global_order = True  # every process lists every path: the pipeline orders by global example
+  default_crop = "center"
 
-  def __init__(self, root: str):
+  def __init__(self, root: str, extensions: tuple[str, ...] = images.IMAGE_EXTENSIONS):
     if not os.path.isdir(root):
       raise ValueError(f"data.source folder:{root}: no such directory")
     self.root = root
-    self.all_paths = images.list_images(root)
+    self.all_paths = images.list_images(root, extensions)
     if not self.all_paths:
-      raise ValueError(
-        f"data.source folder:{root}: no {'/'.join(images.IMAGE_EXTENSIONS)} files under it"
-      )
+      raise ValueError(f"data.source folder:{root}: no {'/'.join(extensions)} files under it")
+    rel = [os.path.relpath(p, root).split(os.sep) for p in self.all_paths]
+    self.class_names, self.labels = None, None
+    if all(len(r) > 1 for r in rel):
+      self.class_names = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir()))
+      index = {c: i for i, c in enumerate(self.class_names)}
+      self.labels = np.array([index[r[0]] for r in rel], np.int32)
 
   @property
   def num_items(self) -> int:
@@ -143,6 +158,9 @@ class FolderSource:
 
   def load(self, item: int):
     return images.load_path(self.all_paths[item])
+
+  def label(self, item: int) -> int:
+    return int(self.labels[item])
 
   def global_id(self, item: int) -> int:
     """Index in the sorted list of all images."""
@@ -153,30 +171,23 @@ class FolderSource:
 
   def whitening_images(self, n: int, prepare):
     # Spread over the sorted list (not just the first folder); the same on every process.
-    order = np.argsort(_bit_reverse_rank(len(self.all_paths)), kind="stable")
+    order = spread_order(len(self.all_paths))
     return whitening_sample(self, [int(i) for i in order], n, prepare)
 
   def counts(self) -> dict:
     return {}
 
   def describe(self) -> str:
-    return f"folder:{self.root} ({len(self.all_paths)} images)"
-
-
-def _bit_reverse_rank(n: int) -> np.ndarray:
-  """Rank of each index in a coarse-to-fine order (0, n/2, n/4, 3n/4, ...): a spread prefix."""
-  bits = max(1, int(np.ceil(np.log2(max(n, 2)))))
-  idx = np.arange(n)
-  rev = np.zeros(n, np.int64)
-  for b in range(bits):
-    rev |= ((idx >> b) & 1) << (bits - 1 - b)
-  return np.argsort(np.argsort(rev))
+    classes = f", {len(self.class_names)} classes" if self.class_names else ""
+    return f"folder:{self.root} ({len(self.all_paths)} images{classes})"
 
 
 class YfccSource:
   """Photos of a YFCC100M metadata file, streamed from it and ``image_dir`` (no conversion)."""
 
   cacheable = True
+  default_crop = "center"
+  class_names = None
 
   def __init__(
     self,
@@ -208,6 +219,10 @@ class YfccSource:
     """The parsed metadata of ``item`` (e.g. to tag the images of a batch)."""
     raw = os.pread(self._fd, int(self.index.lengths[item]), int(self.index.offsets[item]))
     return yfcc.parse_line(raw)
+
+  def tags(self, item: int) -> str:
+    """User tags + title words, lowercased, space-joined (`yfcc.words`)."""
+    return " ".join(yfcc.words(self.record(item)))
 
   def _load_record(self, rec: yfcc.Record):
     path = yfcc.find_image(self.image_dir, rec)
@@ -248,3 +263,25 @@ class YfccSource:
     return (
       f"yfcc100m:{self.path} ({self.num_items} photos in this shard; images from {self.image_dir})"
     )
+
+
+def from_config(cfg, process_index: int = 0, process_count: int = 1, workdir: str | None = None):
+  """The source named by ``cfg.source`` (a resolved data config), for this process."""
+  from livermore_brain.data import config as config_lib
+
+  kind, arg, split = config_lib.parse_source(cfg.source)
+  pi, pc = int(process_index), int(process_count)
+  if kind == "builtin":
+    return BuiltinSource()
+  if kind == "folder":
+    return FolderSource(arg)
+  if kind in ("mnist", "digits"):
+    from livermore_brain.data.arrays import ArraySource
+
+    return ArraySource(kind, split)
+  if kind == "yfcc100m":
+    cache = os.path.join(workdir, "yfcc_index") if (workdir and cfg.index_cache) else None
+    return YfccSource(arg, cfg.image_dir, pi, pc, cache)
+  from livermore_brain.data.tfds_source import TfdsSource
+
+  return TfdsSource(arg, split, cfg.tfds_data_dir or None, pi, pc, int(cfg.block_size))

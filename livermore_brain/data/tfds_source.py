@@ -6,7 +6,8 @@ paper's unit: ``data.block_size`` examples): process ``p`` of ``P`` owns the eve
 blocks in a permuted order and each block's examples in a permuted order, both from
 ``(seed, epoch)``. Resuming at position ``q`` reads only the block holding ``q`` (TFDS slicing
 skips whole shard files) and continues from there. Images are read encoded and decoded after the
-shuffle, in parallel.
+shuffle, in parallel. Labels: the ``label`` feature when it is a ``ClassLabel`` (``class_names``
+from its names), read with the images.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
-from livermore_brain.data import images, tfenv  # noqa: F401 - keeps TF off the GPUs
+from livermore_brain.data import images
 from livermore_brain.data.sources import whitening_sample
+from livermore_brain.data.tfenv import tf  # keeps TF off the GPUs
 
 
 def _first_line(e: BaseException) -> str:
@@ -47,8 +49,24 @@ def _perm(m: int, *key: int) -> np.ndarray:
   return np.random.default_rng([int(k) for k in key]).permutation(m)
 
 
+def _label_key(features, key: str | None) -> str | None:
+  """``key`` (must exist), or ``label`` if it is a ClassLabel, else None (no labels)."""
+  if key is not None:
+    if key not in features:
+      raise ValueError(f"no feature {key!r}; it has {sorted(features.keys())}")
+    return key
+  f = features["label"] if "label" in features else None
+  return "label" if isinstance(f, tfds.features.ClassLabel) else None
+
+
 class TfdsSource:
-  """One process's contiguous range of a TFDS split, read in permuted blocks."""
+  """One process's contiguous range of a TFDS split, read in permuted blocks.
+
+  ``image_feature`` / ``label_feature``: defaults ``image`` (else the first Image feature) and
+  ``label`` if it is a ClassLabel (else no labels).
+  """
+
+  default_crop = "center"
 
   def __init__(
     self,
@@ -58,11 +76,25 @@ class TfdsSource:
     process_index: int = 0,
     process_count: int = 1,
     block_size: int = 960,
+    image_feature: str | None = None,
+    label_feature: str | None = None,
   ):
     self.name, self.split, self.data_dir = name, split, data_dir or ""
     self.process_index, self.process_count = process_index, process_count
     self.builder = open_builder(name, data_dir)
-    self.key = image_key(self.builder.info.features)
+    feats = self.builder.info.features
+    try:
+      if image_feature is not None and image_feature not in feats:
+        raise ValueError(f"no feature {image_feature!r}; it has {sorted(feats.keys())}")
+      self.key = image_feature or image_key(feats)
+      self.label_key = _label_key(feats, label_feature)
+    except ValueError as e:
+      raise ValueError(f"tfds:{name}: {e}") from None
+    self.class_names = None
+    if self.label_key is not None:
+      lf = feats[self.label_key]
+      names = getattr(lf, "names", None)
+      self.class_names = tuple(names) if names else None
     self.base, self.offset, self.total = self._resolve_split()
     self.lo = self.offset + self.total * process_index // process_count
     self.n = self.offset + self.total * (process_index + 1) // process_count - self.lo
@@ -114,16 +146,23 @@ class TfdsSource:
   def num_items(self) -> int:
     return self.n
 
-  def read_block(self, start: int, stop: int) -> list[bytes]:
-    """Encoded images of examples ``[start, stop)`` of the base split (``stop - start`` of them)."""
-    ds = self._read(f"{self.base}[{start}:{stop}]").map(lambda ex: ex[self.key])
+  def read_block(self, start: int, stop: int) -> tuple[list[bytes], np.ndarray]:
+    """Encoded images and labels (-1 without labels) of examples ``[start, stop)`` of the base
+    split (``stop - start`` of them)."""
+    key, lk = self.key, self.label_key
+
+    def pick(ex):
+      return ex[key], (ex[lk] if lk else tf.constant(-1, tf.int64))
+
+    ds = self._read(f"{self.base}[{start}:{stop}]").map(pick)
     out = list(ds.repeat().take(stop - start).as_numpy_iterator())
     if len(out) != stop - start:
       raise ValueError(f"tfds:{self.name}:{self.base}[{start}:{stop}] yielded {len(out)} examples")
-    return out
+    return [b for b, _ in out], np.array([y for _, y in out], np.int64).reshape(-1)
 
   def stream(self, start_q: int, seed_u: int, shuffle: bool):
-    """Yield ``(q, encoded image, example index)`` for positions ``q = start_q, ...`` forever."""
+    """Yield ``(q, encoded image, example index, label)`` for positions ``q = start_q, ...``
+    forever (label -1 without labels)."""
     n, bs, p = self.n, self.block_size, (self.process_index, self.process_count)
     nb = -(-n // bs)
     sizes = np.full(nb, bs, np.int64)
@@ -138,10 +177,11 @@ class TfdsSource:
       for jj in range(j, nb):
         b = int(order[jj])
         a = self.lo + b * bs
-        recs = self.read_block(a, a + int(sizes[b]))
+        recs, labels = self.read_block(a, a + int(sizes[b]))
         inner = _perm(len(recs), seed_u, *p, epoch, 3, b) if shuffle else np.arange(len(recs))
         for t in range(off, len(recs)):
-          yield q, recs[inner[t]], a + int(inner[t])
+          i = int(inner[t])
+          yield q, recs[i], a + i, int(labels[i])
           q += 1
         off = 0
 
@@ -151,7 +191,7 @@ class TfdsSource:
   def whitening_images(self, n: int, prepare):
     """The first ``n`` examples of the split (the same on every process)."""
     m = min(n, self.total)
-    blobs = self.read_block(self.offset, self.offset + m)
+    blobs, _ = self.read_block(self.offset, self.offset + m)
     return whitening_sample(self, blobs, n, prepare, max(10 * n, 1000))
 
   def counts(self) -> dict:
@@ -160,5 +200,7 @@ class TfdsSource:
   def describe(self) -> str:
     return (
       f"tfds:{self.name}:{self.split} ({self.total} examples; {self.base}[{self.lo}:"
-      f"{self.lo + self.n}] here, blocks of {self.block_size}, image feature {self.key!r})"
+      f"{self.lo + self.n}] here, blocks of {self.block_size}, image feature {self.key!r}"
+      + (f", label feature {self.label_key!r}" if self.label_key else "")
+      + ")"
     )

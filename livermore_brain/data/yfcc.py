@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import string
 from array import array
 from urllib.parse import unquote_plus
 
@@ -149,6 +150,17 @@ def parse_line(line: str | bytes) -> Record:
     is_video=f["marker"] == "1",
     **dec,
   )
+
+
+def words(record: Record) -> tuple[str, ...]:
+  """The photo's text tags: its user tags, then its title words, lowercased, each once.
+
+  A user tag is one word (inner whitespace becomes ``_``: ``new york`` -> ``new_york``); title
+  words are split on whitespace with surrounding punctuation stripped.
+  """
+  out = ["_".join(t.lower().split()) for t in record.user_tags]
+  out += [w.strip(string.punctuation) for w in record.title.lower().split()]
+  return tuple(dict.fromkeys(w for w in out if w))
 
 
 def find_image(image_dir: str, record: Record) -> str | None:

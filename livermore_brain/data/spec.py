@@ -1,0 +1,103 @@
+"""What a task asks of the input pipeline: the image shape and the fields of each batch.
+
+    spec = InputSpec((24, 40, 3), fields=("image", "label"))
+    pipe = data.make_pipeline(cfg, spec, global_batch=B, seed=seed)
+
+Fields (`FIELDS`): ``image`` float32 ``(b, H, W, C)``; ``label`` int32 ``(b,)`` (class index of
+the item used in each slot); ``tags`` a numpy array of ``b`` bytes strings (space-joined words,
+host-side only). Which sources provide which field: `FIELD_SOURCES`. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+FIELDS = ("image", "label", "tags")
+
+# Which sources provide each field (for the error when a source lacks a requested field).
+FIELD_SOURCES = {
+  "image": "every source",
+  "label": (
+    "mnist, digits, folder:<dir> with one subfolder per class, tfds:<name> with a ClassLabel "
+    "'label' feature"
+  ),
+  "tags": "yfcc100m:<metadata file> (user tags + title words)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+  """``image_shape`` = ``(H, W, C)`` (H != W allowed, C in (1, 3)); ``fields`` the step needs."""
+
+  image_shape: tuple[int, int, int]
+  fields: tuple[str, ...] = ("image",)
+
+  def __post_init__(self):
+    shape = tuple(int(v) for v in self.image_shape)
+    if len(shape) != 3:
+      raise ValueError(f"InputSpec.image_shape must be (H, W, C), got {self.image_shape!r}")
+    if shape[2] not in (1, 3):
+      raise ValueError(f"channels must be 1 or 3, got {shape[2]}")
+    if min(shape[:2]) < 1:
+      raise ValueError(f"InputSpec.image_shape must be positive, got {shape}")
+    fields = (self.fields,) if isinstance(self.fields, str) else tuple(self.fields)
+    bad = [f for f in fields if f not in FIELDS]
+    if bad or not fields or len(set(fields)) != len(fields):
+      raise ValueError(
+        f"InputSpec.fields={fields!r}: use distinct names from {', '.join(FIELDS)} (at least one)"
+      )
+    object.__setattr__(self, "image_shape", shape)
+    object.__setattr__(self, "fields", fields)
+
+  @classmethod
+  def square(cls, image_size: int, channels: int, fields=("image",)) -> InputSpec:
+    """The old ``(image_size, channels)`` form: ``(S, S, C)``."""
+    return cls((int(image_size), int(image_size), int(channels)), tuple(fields))
+
+  @property
+  def height(self) -> int:
+    return self.image_shape[0]
+
+  @property
+  def width(self) -> int:
+    return self.image_shape[1]
+
+  @property
+  def channels(self) -> int:
+    return self.image_shape[2]
+
+
+def resolve(spec: InputSpec | None, image_size=None, channels=None) -> InputSpec:
+  """``spec``, or the old square ``(image_size, channels)`` form -> an `InputSpec`."""
+  if spec is not None:
+    if image_size is not None or channels is not None:
+      raise ValueError("pass either an InputSpec or image_size= and channels=, not both")
+    if not isinstance(spec, InputSpec):
+      raise TypeError(f"spec must be an InputSpec, got {type(spec).__name__}")
+    return spec
+  if image_size is None or channels is None:
+    raise ValueError("the input pipeline needs an InputSpec or image_size= and channels=")
+  if int(channels) not in (1, 3):
+    raise ValueError(f"channels must be 1 or 3, got {channels}")
+  return InputSpec.square(image_size, channels)
+
+
+def source_fields(source) -> tuple[str, ...]:
+  """The fields a source object provides: image; label if it has classes; tags if it has tags."""
+  out = ["image"]
+  if getattr(source, "class_names", None) is not None:
+    out.append("label")
+  if hasattr(source, "tags"):
+    out.append("tags")
+  return tuple(out)
+
+
+def check_fields(spec: InputSpec, source, source_name: str) -> None:
+  """One clear ValueError if ``source`` lacks a field of ``spec``."""
+  have = source_fields(source)
+  for f in spec.fields:
+    if f not in have:
+      raise ValueError(
+        f"data.source={source_name!r} has no {f!r} field (it provides {', '.join(have)}); "
+        f"sources with {f!r}: {FIELD_SOURCES[f]}"
+      )
