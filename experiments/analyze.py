@@ -1,16 +1,18 @@
 r"""What did the network learn? ``python -m experiments.analyze --workdir=<run dir>``.
 
-Reads the newest verified checkpoint and the run's config and writes into the run directory:
+Works on a run of any family (`livermore_brain.families.load_features`). Reads the newest
+verified checkpoint and the run's config and writes into the run directory:
 
-* ``filters.png`` — first-layer filters over a sampling of grid locations, whitening undone
-  (paper Fig. 4);
+* ``filters.png`` — RICA runs: first-layer filters over a sampling of grid locations, whitening
+  undone (paper Fig. 4);
 * ``top_stimuli.png`` — the top-k probe images of the studied layer's most selective neurons
   (rows = neurons, columns = images; paper Fig. 5), ``top_stimuli_neurons.png`` for the neuron
   ids given with ``--config.neurons``, and ``top_stimuli.json`` (ids, activations, image indices);
 * ``selectivity.json`` / ``selectivity.png`` — every neuron's best single-threshold accuracy for
   "positive class vs the rest" on a labeled probe set, for the trained network and for a
   random-weight network of the same architecture, with the chance rate (Le et al. 2012);
-* ``optimal_stimuli.png`` — chosen neurons' optimal inputs by norm-constrained gradient ascent;
+* ``optimal_stimuli.png`` — RICA runs: chosen neurons' optimal inputs by norm-constrained
+  gradient ascent;
 * ``analysis.json`` — a summary of all of the above.
 
 Everything is computed by library functions (`livermore_brain.eval`); `analyze` is importable
@@ -24,14 +26,14 @@ import os
 
 import numpy as np
 
-from livermore_brain import viz
+from livermore_brain import families, viz
 from livermore_brain.data import labeled
-from livermore_brain.eval import brain_features as bfl
 from livermore_brain.eval import optimal_stimulus as opt_lib
 from livermore_brain.eval import selectivity as sel_lib
 from livermore_brain.eval import topk as topk_lib
 from livermore_brain.layers import geometry as geo
-from livermore_brain.train import rica_task
+from livermore_brain.rica import features as bfl
+from livermore_brain.rica import task as rica_task
 
 
 def parse_ids(text) -> list[int]:
@@ -122,7 +124,8 @@ def selectivity_report(trained_features, random_features, labels) -> tuple[dict,
 def top_stimuli(bf, images, layer, k: int, batch_size: int, preprocessed: bool):
   """Streamed `topk.NeuronStats` of ``layer`` over ``images``."""
   stats = topk_lib.NeuronStats(k)
-  for batch in bf.stream(images, layer, batch_size=batch_size, preprocessed=preprocessed):
+  kw = {"preprocessed": True} if preprocessed else {}
+  for batch in bf.stream(images, layer, batch_size=batch_size, **kw):
     stats.update(batch)
   return stats
 
@@ -142,11 +145,17 @@ def analyze(workdir: str, config, log=print) -> dict:
   """Every analysis of the run in ``workdir`` (see the module docstring); returns the summary."""
   out = lambda name: os.path.join(workdir, name)
   step = None if int(config.step) < 0 else int(config.step)
-  bf = bfl.BrainFeatures.load(workdir, step=step)
+  bf = families.load_features(workdir, step=step)
   workdir = bf.workdir
-  layer = bf.layer_index(config.layer if config.layer != "" else -1)
-  lname = bf.spec.layers[layer].name
-  h, w, c = bf.spec.input_shape
+  is_rica = isinstance(bf, bfl.BrainFeatures)
+  if is_rica:
+    layer = bf.layer_index(config.layer if config.layer != "" else -1)
+    lname = bf.spec.layers[layer].name
+  else:  # a convnet: the global-pool layer by default
+    lname = layer = str(config.layer or ("pool" if "pool" in bf.layers else bf.layers[-1]))
+    if layer not in bf.layers:
+      raise ValueError(f"unknown layer {layer!r}; this run exports {', '.join(bf.layers)}")
+  h, w, c = bf.input_shape
   # Load the labeled probe first: a bad --config.probe fails before any compute.
   p = config.probe
   train, test, probe_desc = labeled.labeled_sets(
@@ -168,7 +177,7 @@ def analyze(workdir: str, config, log=print) -> dict:
   probe_x, probe_y, _ = binary_probe(merged, p.positive, bool(p.balance), int(p.seed))
   if config.stimuli.source not in ("run", "probe"):
     raise ValueError(f"stimuli.source must be 'run' or 'probe', got {config.stimuli.source!r}")
-  m = int(np.prod(bf.feature_shape(layer)))
+  m = int(bf.features(probe_x[:1], layer).shape[1])
   chosen = parse_ids(config.neurons)
   bad = [n for n in chosen if not 0 <= n < m]
   if bad:
@@ -176,10 +185,11 @@ def analyze(workdir: str, config, log=print) -> dict:
   log(f"analyze: {workdir}, step {bf.step}, layer {lname}, mesh {dict(bf.mesh.shape)}")
   summary = {"workdir": workdir, "step": bf.step, "layer": lname}
 
-  summary["filters"] = write_filters(
-    bf, out("filters.png"), int(config.filters.locations), int(config.filters.per_location)
-  )
-  log(f"  filters.png: {len(summary['filters']['locations'])} first-layer locations")
+  if is_rica:
+    summary["filters"] = write_filters(
+      bf, out("filters.png"), int(config.filters.locations), int(config.filters.per_location)
+    )
+    log(f"  filters.png: {len(summary['filters']['locations'])} first-layer locations")
 
   # Selectivity: trained vs random-weight network vs chance (Le et al. 2012).
   bs = int(config.batch_size)
@@ -221,7 +231,9 @@ def analyze(workdir: str, config, log=print) -> dict:
 
   # Top stimuli (paper Fig. 5).
   s = config.stimuli
-  if s.source == "run":
+  if s.source == "run" and not is_rica:
+    log(f"  stimuli.source=run needs a RICA run; using the probe images for {bf.family}")
+  if s.source == "run" and is_rica:
     images = bf.pipeline_images(
       int(s.num_images), batch_size=min(64, int(s.num_images)), seed=int(s.seed)
     )
@@ -242,7 +254,9 @@ def analyze(workdir: str, config, log=print) -> dict:
   log(f"  top_stimuli.png: neurons {best} over {len(images)} images ({what})")
 
   o = config.optimal_stimulus
-  if o.enabled:
+  if o.enabled and not is_rica:
+    log(f"  optimal stimuli: RICA runs only (this run is {bf.family}); skipped")
+  if o.enabled and is_rica:
     ids = list(dict.fromkeys([sel_tr.best_neuron, *chosen, *best]))[: int(o.max_neurons)]
     x0 = images if pre else bf.preprocess(images)
     norm = float(np.median(np.sqrt(np.sum(np.square(x0), axis=(1, 2, 3)))))
@@ -268,7 +282,8 @@ def analyze(workdir: str, config, log=print) -> dict:
     log(f"  optimal_stimuli.png: neurons {ids}")
   with open(out("analysis.json"), "w") as f:
     json.dump(summary, f, indent=2)
-  log(f"wrote {workdir}/{{filters,top_stimuli,selectivity,optimal_stimuli}}.png, *.json")
+  figs = "filters,top_stimuli,selectivity,optimal_stimuli" if is_rica else "top_stimuli,selectivity"
+  log(f"wrote {workdir}/{{{figs}}}.png, *.json")
   return summary
 
 

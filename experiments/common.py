@@ -86,6 +86,67 @@ def run(main) -> None:
   app.run(wrapped, flags_parser=parse_flags)
 
 
+def define_train_flags(name: str, doc: str):
+  """``--config`` (``experiments/configs/<name>.py[:preset]``) and ``--workdir`` of a training
+  entry point; returns ``main`` for `run`."""
+  from ml_collections import config_flags
+
+  config = config_flags.DEFINE_config_file(
+    "config",
+    os.path.join(os.path.dirname(__file__), "configs", f"{name}.py"),
+    doc,
+    lock_config=True,
+  )
+  workdir = flags.DEFINE_string(
+    "workdir",
+    None,
+    f"Run directory (checkpoints, metrics, figures). Default: runs/{name}-<preset>.",
+  )
+
+  def main(argv):
+    if len(argv) > 1:
+      raise ValueError(
+        f"unexpected arguments {argv[1:]}; options are --config, --config.<key>=, --workdir"
+      )
+    train(config.value, workdir.value or os.path.join("runs", f"{name}-{config.value.preset}"))
+
+  return main
+
+
+def train(config, workdir: str) -> dict:
+  """Initialize `jax.distributed` if asked, train the config's family, print where outputs are."""
+  from livermore_brain import distributed
+
+  distributed.initialize(config.get("distributed"))
+  from livermore_brain import families
+  from livermore_brain.train import loop
+
+  try:
+    summary = families.train(config, workdir)
+  except loop.NonFiniteLossError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  if distributed.is_main():
+    wd = summary["workdir"]
+    extra = (
+      "  filters_layer1.png  first-layer filters\n"
+      if config.get("family", "rica") == "rica"
+      else ""
+    )
+    print(
+      f"\ndone: step {summary['final_step']} ({summary['images_per_sec']:.1f} img/s). "
+      f"Outputs in {wd}:\n"
+      f"  checkpoints/        Orbax checkpoints (rerun the same command to resume)\n"
+      f"  metrics.jsonl       one JSON object per log step; tensorboard/ for TensorBoard\n"
+      f"{extra}"
+      f"  config.json         the full config of this run\n"
+      f"Next: python -m experiments.analyze --workdir={wd}\n"
+      f"      python -m experiments.transfer --workdir={wd}",
+      flush=True,
+    )
+  return summary
+
+
 def run_on_run_dir(config_file: str, verb: str, fn) -> None:
   """Entry point of a tool that reads a trained run: ``--workdir=<run> [--config=<file>[:fast]]``;
   calls ``fn(workdir, config)``."""

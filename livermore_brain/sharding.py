@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -31,11 +32,21 @@ MESH_AXES = ("data", "model")
 
 DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
   ("batch", "data"),
+  # RICA (livermore_brain.layers.rica.param_axes)
   ("locations", "model"),
   ("neurons", "model"),
   ("features", None),
   ("inputs", None),
   ("dense", None),
+  # flax convnets (livermore_brain.layers.conv_blocks): data parallel, the wide fully connected
+  # layers split over model
+  ("mlp", "model"),
+  ("embed", None),
+  ("classes", None),
+  ("conv_h", None),
+  ("conv_w", None),
+  ("conv_in", None),
+  ("conv_out", None),
 )
 
 
@@ -100,19 +111,14 @@ def make_mesh(spec: str | Sequence[int] | None = None, devices=None) -> Mesh:
 
 
 def logical_to_spec(axes: Sequence[str | None] | None, rules=DEFAULT_RULES) -> P:
-  """Logical axis names -> `PartitionSpec` through ``rules`` (unknown names: replicated)."""
+  """Logical axis names -> `PartitionSpec` through ``rules``, by flax's resolver
+  (``flax.linen.logical_to_mesh_axes``): rules are tried in order, a mesh axis splits at most
+  one dimension, and a later rule for the same name is a fallback used when an earlier one's
+  mesh axis is taken (MaxText's convention). Names no rule maps are replicated."""
   if axes is None:
     return P()
-  table = dict(rules)
-  used, out = set(), []
-  for a in axes:
-    m = table.get(a) if a is not None else None
-    if m is not None and m in used:  # a mesh axis can split only one dimension
-      m = None
-    if m is not None:
-      used.add(m)
-    out.append(m)
-  return P(*out)
+  spec = nn.logical_to_mesh_axes(tuple(axes), tuple(rules))
+  return P(*spec)
 
 
 def _is_axes(x) -> bool:
@@ -153,21 +159,33 @@ def constrainer(mesh: Mesh, rules=DEFAULT_RULES):
   return constrain
 
 
+def batch_sharding(mesh: Mesh, rules=DEFAULT_RULES, ndim: int = 4) -> NamedSharding:
+  """A batch-leading array (e.g. images ``(B, H, W, C)``): batch over ``data``, rest replicated."""
+  return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (ndim - 1), rules))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
 def rules_from_config(rules) -> tuple[tuple[str, str | None], ...]:
-  """Config rules (a sequence of pairs or a ``{logical: mesh}`` mapping) -> rules tuple."""
+  """Config rules (a sequence of pairs or a ``{logical: mesh}`` mapping) -> rules tuple.
+
+  A mapping value may list fallbacks, ``"model|data"``: split over ``model``, or over ``data``
+  when ``model`` already splits another dimension of the same array. Names the config leaves
+  out keep their `DEFAULT_RULES` entry (after the config's), so a config written for one family
+  still shards another."""
   if rules is None:
     return DEFAULT_RULES
   items = rules.items() if hasattr(rules, "items") else rules
   out = []
   for k, v in items:
-    v = None if v in (None, "", "none", "None") else v
-    if v is not None and v not in MESH_AXES:
-      raise ValueError(
-        f"sharding rule {k!r} -> {v!r}: mesh axis must be one of {MESH_AXES} or none"
-      )
-    out.append((k, v))
-  return tuple(out)
+    for m in str(v).split("|") if isinstance(v, str) and v else [v]:
+      m = None if m in (None, "", "none", "None") else m
+      if m is not None and m not in MESH_AXES:
+        raise ValueError(
+          f"sharding rule {k!r} -> {m!r}: mesh axis must be one of {MESH_AXES} or none"
+        )
+      out.append((k, m))
+  given = {k for k, _ in out}
+  return tuple(out) + tuple(r for r in DEFAULT_RULES if r[0] not in given)

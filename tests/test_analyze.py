@@ -1,4 +1,4 @@
-"""experiments/analyze.py and eval/brain_features.py: planted selectivity, top-k against a sort,
+"""experiments/analyze.py and rica/features.py: planted selectivity, top-k against a sort,
 sharded features, figures, and clear errors."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from experiments.configs import analyze as analyze_config
 from experiments.configs import rica_yfcc
 from livermore_brain import sharding as shd
 from livermore_brain.data import whitening as whitening_lib
-from livermore_brain.eval import brain_features as bfl
 from livermore_brain.models import presets
+from livermore_brain.rica import features as bfl
+from livermore_brain.rica import state as state_lib
 from livermore_brain.train import checkpoint as ckpt_lib
 from livermore_brain.train import optim
-from livermore_brain.train import state as state_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 8  # planted images are S x S x 1

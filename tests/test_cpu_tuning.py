@@ -37,8 +37,8 @@ import experiments  # applies livermore_brain.cpu_tuning unless LB_CPU_TUNING=0
 import resource, statistics, jax, numpy as np
 from experiments.configs import rica_yfcc
 from livermore_brain import cpu_tuning, sharding as shd
-from livermore_brain.train import step as step_lib
-from livermore_brain.train.rica_task import RicaTask
+from livermore_brain.rica import step as step_lib
+from livermore_brain.rica.task import RicaTask
 config = rica_yfcc.get_config("cpu")  # its step needs a 79 MB temporary buffer
 task = RicaTask(config)
 mesh, rules = shd.make_mesh(config.mesh), shd.rules_from_config(config.get("rules"))
@@ -46,6 +46,7 @@ shardings = task.state_shardings(mesh, rules)
 fn = step_lib.make_train_step(task.spec, task.tx, (True,) * 3, mesh, shardings, rules)
 state = task.init_state(jax.random.key(0), mesh, shardings)
 images = np.random.default_rng(0).standard_normal((config.batch_size, 64, 64, 3), np.float32)
+images = {"image": images}
 compiled = fn.lower(state, images).compile()
 temp = compiled.memory_analysis().temp_size_in_bytes
 faults = []

@@ -18,7 +18,8 @@ import pytest
 
 from experiments.configs import rica_yfcc
 from livermore_brain import data as data_lib
-from livermore_brain.train import loop, run_dir
+from livermore_brain import families
+from livermore_brain.rica import run as run_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 24  # the tiny schedule: layer2 joins at step 10, layer3 at step 20
@@ -89,7 +90,7 @@ def test_input_pipeline_is_process_count_invariant():
 
 def test_two_processes_match_one_process_run(two_process_run, tmp_path):
   assert jax.device_count() == 8 and jax.process_count() == 1
-  loop.train(_config(), str(tmp_path))
+  families.train(_config(), str(tmp_path))
   step_a, a = _params(two_process_run)
   step_b, b = _params(str(tmp_path))
   assert step_a == step_b == STEPS

@@ -206,8 +206,14 @@ def test_sharding_logical_to_spec():
   assert p(("locations", "neurons")) == P("model", None)  # a mesh axis splits one dimension
   assert p(None) == P()
   rules = sharding.rules_from_config({"batch": "model", "locations": "none", "neurons": "data"})
-  assert rules == (("batch", "model"), ("locations", None), ("neurons", "data"))
+  assert rules[:3] == (("batch", "model"), ("locations", None), ("neurons", "data"))
+  assert dict(rules)["mlp"] == "model"  # names the config leaves out keep their default
   assert p(("batch", "locations"), rules) == P("model", None)
+  # A fallback: "neurons" takes model, or data when model already splits another dimension.
+  fb = sharding.rules_from_config({"locations": "model", "neurons": "model|data"})
+  assert fb[:3] == (("locations", "model"), ("neurons", "model"), ("neurons", "data"))
+  assert p(("neurons", "inputs"), fb) == P("model", None)
+  assert p(("locations", "neurons"), fb) == P("model", "data")
   assert sharding.rules_from_config(None) == sharding.DEFAULT_RULES
   with pytest.raises(ValueError, match=r"sharding rule 'batch' -> 'pipe': mesh axis must be"):
     sharding.rules_from_config([("batch", "pipe")])

@@ -15,8 +15,8 @@ import optax
 
 from experiments.configs import rica_yfcc
 from livermore_brain import sharding as shd
+from livermore_brain.data.spec import InputSpec
 from livermore_brain.train import loop
-from livermore_brain.train import step as step_lib
 from livermore_brain.train.task import Task
 
 SIZE, K = 16, 8
@@ -32,7 +32,7 @@ class State:
 class LinearAutoencoder(Task):
   """x -> W^T (W x): the simplest unsupervised model; W (K, D) has its K neurons over ``model``."""
 
-  input_shape = (SIZE, SIZE, 3)
+  input_spec = InputSpec((SIZE, SIZE, 3))
 
   def __init__(self):
     self.tx = optax.adam(1e-2)
@@ -66,8 +66,8 @@ class LinearAutoencoder(Task):
       x = x.reshape(x.shape[0], -1)
       return jnp.mean(jnp.sum((x @ params["w"].T @ params["w"] - x) ** 2, axis=1))
 
-    def train_step(state, images):
-      value, grads = jax.value_and_grad(loss)(state.params, images)
+    def train_step(state, batch):
+      value, grads = jax.value_and_grad(loss)(state.params, batch["image"])
       updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
       new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
@@ -75,7 +75,7 @@ class LinearAutoencoder(Task):
 
     return jax.jit(
       train_step,
-      in_shardings=(shardings, step_lib.batch_sharding(mesh, rules)),
+      in_shardings=(shardings, {"image": shd.batch_sharding(mesh, rules)}),
       out_shardings=(shardings, shd.replicated(mesh)),
       donate_argnums=(0,),
     )

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from experiments.configs import rica_yfcc
-from livermore_brain.train import loop, metrics, run_dir
+from livermore_brain import families
+from livermore_brain.rica import run as run_dir
+from livermore_brain.train import loop, metrics
 
 # Restoring the deliberately corrupted checkpoint leaves Orbax/TensorStore read coroutines whose
 # exceptions Python reports as "ignored" when they are garbage-collected (the restore error itself
@@ -50,7 +52,7 @@ def assert_trees(a, b, exact=True, rtol=1e-5, atol=1e-6):
 def uninterrupted(tmp_path_factory):
   """40 tiny steps on one device, all three layers reached (layer 3 starts at step 20)."""
   wd = str(tmp_path_factory.mktemp("full"))
-  loop.train(tiny_config(num_steps=40), wd, devices=jax.devices()[:1])
+  families.train(tiny_config(num_steps=40), wd, devices=jax.devices()[:1])
   return wd
 
 
@@ -70,8 +72,8 @@ def test_loss_falls_and_outputs(uninterrupted):
 def test_resume_is_bitwise_identical(uninterrupted, tmp_path):
   wd = str(tmp_path)
   dev = jax.devices()[:1]
-  loop.train(tiny_config(num_steps=15, checkpoint_every=5), wd, devices=dev)  # "killed" at 15
-  summary = loop.train(tiny_config(num_steps=40), wd, devices=dev)
+  families.train(tiny_config(num_steps=15, checkpoint_every=5), wd, devices=dev)  # "killed" at 15
+  summary = families.train(tiny_config(num_steps=40), wd, devices=dev)
   assert summary["start_step"] == 15
   step_a, a = params_np(uninterrupted)
   step_b, b = params_np(wd)
@@ -82,7 +84,7 @@ def test_resume_is_bitwise_identical(uninterrupted, tmp_path):
 def test_sharded_run_matches_single_device(uninterrupted, tmp_path):
   assert jax.device_count() == 8
   wd = str(tmp_path)
-  loop.train(tiny_config(num_steps=40, mesh="data:2,model:4"), wd)
+  families.train(tiny_config(num_steps=40, mesh="data:2,model:4"), wd)
   _, a = params_np(uninterrupted)
   _, b = params_np(wd)
   assert_trees(a.params, b.params, exact=False, rtol=2e-4, atol=2e-5)
@@ -90,8 +92,8 @@ def test_sharded_run_matches_single_device(uninterrupted, tmp_path):
 
 def test_restore_onto_another_mesh(uninterrupted, tmp_path):
   wd = str(tmp_path)
-  loop.train(tiny_config(num_steps=25, mesh="data:2,model:4"), wd)  # saved on 8 devices
-  summary = loop.train(tiny_config(num_steps=40, mesh=""), wd, devices=jax.devices()[:1])
+  families.train(tiny_config(num_steps=25, mesh="data:2,model:4"), wd)  # saved on 8 devices
+  summary = families.train(tiny_config(num_steps=40, mesh=""), wd, devices=jax.devices()[:1])
   assert summary["start_step"] == 25
   _, a = params_np(uninterrupted)
   _, b = params_np(wd)
@@ -101,7 +103,7 @@ def test_restore_onto_another_mesh(uninterrupted, tmp_path):
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
   wd = str(tmp_path)
   dev = jax.devices()[:1]
-  loop.train(tiny_config(num_steps=20, checkpoint_every=10), wd, devices=dev)
+  families.train(tiny_config(num_steps=20, checkpoint_every=10), wd, devices=dev)
   files = [
     f
     for f in glob.glob(os.path.join(wd, "checkpoints", "20", "state", "**", "*"), recursive=True)
@@ -123,7 +125,7 @@ def test_non_finite_loss_stops_cleanly(tmp_path):
   cfg.optimizer.name = "sgd"
   cfg.optimizer.learning_rate = 1e30  # alpha explodes -> inf/NaN cost within a few steps
   with pytest.raises(loop.NonFiniteLossError, match=r"non-finite .* in layer\d at step \d+"):
-    loop.train(cfg, wd, devices=jax.devices()[:1])
+    families.train(cfg, wd, devices=jax.devices()[:1])
   run = (
     run_dir.load(wd, devices=jax.devices()[:1])
     if os.listdir(os.path.join(wd, "checkpoints"))

@@ -28,7 +28,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       f"(e.g. --config=experiments/configs/rica_yfcc.py:tiny)"
     )
   c = ml_collections.ConfigDict()
+  c.family = "rica"  # livermore_brain.families
   c.preset = preset
+  c.eval_every = 0  # the RICA task has no periodic evaluation (experiments.analyze/transfer)
   c.model = presets.model_config(preset)
   c.data = data.default_config()
   c.optimizer = optim.default_config()

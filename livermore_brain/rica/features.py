@@ -1,6 +1,6 @@
-"""Features of a trained RICA brain: any layer's normalized output for a batch of images.
+"""Features of a trained RICA brain (an `eval.extractor.FeatureExtractor`): any layer's normalized output for a batch of images.
 
-`BrainFeatures.load(workdir)` reads a run's config and newest verified checkpoint (`run_dir.load`)
+`BrainFeatures.load(workdir)` reads a run's config and newest verified checkpoint (`rica.run.load`)
 onto a device mesh, and its input whitening (``<workdir>/whitening.npz``). Then::
 
     bf = BrainFeatures.load("runs/rica_yfcc-cpu")
@@ -18,7 +18,7 @@ order. A dense layer's map is ``1 x 1 x K``, so its features are its K neurons. 
 ``state.params`` (the newest filters), not the pipeline's forward copies.
 
 Sharded like training. The mesh is the run's ``config.mesh`` when it fits the devices at hand
-(else all devices on ``model``, as `run_dir.load` does), parameters keep the run's shardings
+(else all devices on ``model``, as `rica.run.load` does), parameters keep the run's shardings
 (logical axis rules from the config), the batch is split over ``data`` and patches are constrained
 to ``(locations -> model, batch -> data)`` exactly as in the training step. Batches are padded to
 a fixed size (a multiple of the ``data`` axis), so each feature function compiles once.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 
@@ -40,25 +39,17 @@ from jax.sharding import Mesh, NamedSharding
 
 from livermore_brain import sharding as shd
 from livermore_brain.data import whitening as whitening_lib
+from livermore_brain.eval import extractor
+from livermore_brain.eval.extractor import (  # noqa: F401 (re-exported)
+  POOL_MODES,
+  make_mesh,
+  normalize_images,
+  pool_bins,
+  whiten_images,
+)
 from livermore_brain.models import brain
+from livermore_brain.rica import run as run_lib
 from livermore_brain.train import run_dir
-
-POOL_MODES = ("avg", "max")
-
-
-def make_mesh(config: ml_collections.ConfigDict, devices=None) -> Mesh:
-  """The run's training mesh when it fits ``devices``; else every device on ``model``."""
-  try:
-    return shd.make_mesh(config.get("mesh", ""), devices)
-  except ValueError:
-    return shd.make_mesh("data:1,model:-1", devices)
-
-
-def pool_bins(n: int, g: int) -> list[tuple[int, int]]:
-  """Adaptive pooling bins: ``g`` half-open ranges covering ``0..n`` (overlapping by at most one
-  when ``g`` does not divide ``n``); ``g >= n`` gives one bin per position."""
-  g = min(int(g), n)
-  return [(math.floor(i * n / g), math.ceil((i + 1) * n / g)) for i in range(g)]
 
 
 def pool_map(x: jax.Array, pool: int | None, mode: str = "avg") -> jax.Array:
@@ -77,21 +68,6 @@ def pool_map(x: jax.Array, pool: int | None, mode: str = "avg") -> jax.Array:
   return jnp.stack(rows)
 
 
-def normalize_images(x: jax.Array, eps: float) -> jax.Array:
-  """Per-image normalization of ``(B, H, W, C)`` in [0, 1], as the training pipeline does it."""
-  x = x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)
-  return x / (jnp.std(x, axis=(1, 2, 3), keepdims=True) + eps)
-
-
-def whiten_images(x: jax.Array, kernel: np.ndarray) -> jax.Array:
-  """`Whitening.apply` in JAX: symmetric padding by ``p // 2``, then the ``(p, p, C, C)`` filter."""
-  r = kernel.shape[0] // 2
-  xp = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="symmetric")
-  return jax.lax.conv_general_dilated(
-    xp, jnp.asarray(kernel, x.dtype), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-  )
-
-
 @dataclasses.dataclass
 class BrainFeatures:
   """A network (spec + sharded params) with the preprocessing of the run it came from."""
@@ -106,6 +82,15 @@ class BrainFeatures:
   step: int = 0
   workdir: str | None = None
   name: str = "trained"
+  family = "rica"
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    return tuple(self.spec.input_shape)
+
+  @property
+  def layers(self) -> tuple[str, ...]:
+    return tuple(s.name for s in self.spec.layers)
 
   # ---- construction -------------------------------------------------------------------------
   @classmethod
@@ -120,14 +105,14 @@ class BrainFeatures:
       raise FileNotFoundError(f"run directory {workdir} does not exist")
     config = run_dir.load_config(workdir)
     mesh = mesh if mesh is not None else make_mesh(config, devices)
-    run = run_dir.load(workdir, step=step, mesh=mesh)
+    run = run_lib.load(workdir, step=step, mesh=mesh)
     data_cfg = config.get("data", ml_collections.ConfigDict())
     return cls(
       spec=run.spec,
       params=run.state.params,
       mesh=mesh,
       rules=shd.rules_from_config(config.get("rules")),
-      whitening=_run_whitening(workdir, config, run.spec),
+      whitening=extractor.run_whitening(workdir, config, run.spec.input_shape),
       normalize_eps=float(data_cfg.get("normalize_eps", 0.01)),
       config=config,
       step=run.step,
@@ -200,6 +185,14 @@ class BrainFeatures:
 
     return fn
 
+  def trainable(self, layer: int | str, pool: int | None = None, pool_mode: str = "avg"):
+    """``(params, fn)`` for fine-tuning (`eval.finetune`): this network's ``params[: i + 1]`` and
+        the pure, differentiable ``fn(params, images in [0, 1]) -> (B, M)`` of `feature_fn` (with
+    the run's preprocessing). ``fn`` depends on the architecture and preprocessing only, so the
+    random twin's params work with it."""
+    i = self.layer_index(layer)
+    return self.params[: i + 1], self.feature_fn(i, pool, pool_mode)
+
   def neuron_fn(self, layer: int | str, pool=None, pool_mode="avg", preprocessed=True):
     """``images -> (B, M)`` with this network's params bound (e.g. for `optimal_stimulus`)."""
     i = self.layer_index(layer)
@@ -236,41 +229,18 @@ class BrainFeatures:
     batches), as numpy, in order; the jitted function sees one padded batch shape."""
     i = self.layer_index(layer)
     fn, img_sh = self._jitted(i, pool, pool_mode, preprocessed)
-    n_data = self.mesh.shape["data"]
-    bs = max(1, int(batch_size))
-    if isinstance(images, np.ndarray) or hasattr(images, "__array__"):
-      x = np.asarray(images)
-      bs = -(-min(bs, max(x.shape[0], 1)) // n_data) * n_data  # a multiple of the data axis
-      batches = [x[lo : lo + bs] for lo in range(0, x.shape[0], bs)]
-    else:
-      bs = -(-bs // n_data) * n_data
-      batches = (np.asarray(b) for b in images)
     params = self.params[: i + 1]
-    want = tuple(self.spec.input_shape)
-    for batch in batches:
-      if batch.ndim != 4 or tuple(batch.shape[1:]) != want:
-        raise ValueError(f"images must be (N, {', '.join(map(str, want))}), got {batch.shape}")
-      m = batch.shape[0]
-      if m > bs:  # an iterable may yield larger batches than batch_size: split them
-        yield from self.stream(
-          batch, i, pool, pool_mode=pool_mode, batch_size=bs, preprocessed=preprocessed
-        )
-        continue
-      if m < bs:
-        batch = np.concatenate([batch, np.repeat(batch[-1:], bs - m, axis=0)])
-      out = fn(params, jax.device_put(batch.astype(np.float32, copy=False), img_sh))
-      # Wait for every shard, replicas included, before the next batch is dispatched: fetching
-      # one replica per shard could start the next program while other devices still run this
-      # one, which can starve XLA:CPU's thread pool of the participants of a collective.
-      out.block_until_ready()
-      yield np.asarray(jax.device_get(out))[:m]
+    yield from extractor.stream_batches(
+      lambda b: fn(params, jax.device_put(b, img_sh)),
+      images,
+      batch_size=batch_size,
+      multiple=self.mesh.shape["data"],
+      want_shape=self.spec.input_shape,
+    )
 
   def features(self, images, layer: int | str, pool: int | None = None, **kw) -> np.ndarray:
     """All features ``(N, M)`` of ``images`` (see `stream` for the keyword arguments)."""
-    outs = list(self.stream(images, layer, pool, **kw))
-    if not outs:
-      raise ValueError("features needs at least one image")
-    return np.concatenate(outs)
+    return extractor.concat(self.stream(images, layer, pool, **kw))
 
   # ---- images from the run's own data pipeline ----------------------------------------------
   def pipeline_images(self, num: int, batch_size: int = 64, seed: int | None = None) -> np.ndarray:
@@ -301,22 +271,6 @@ class BrainFeatures:
     """Preprocessed images back to (normalized) pixels, for display only."""
     x = np.asarray(images, np.float32)
     return x if self.whitening is None else self.whitening.undo(x)
-
-
-def _run_whitening(workdir: str, config, spec) -> whitening_lib.Whitening | None:
-  data_cfg = config.get("data")
-  if data_cfg is None or not data_cfg.get("whiten", True):
-    return None
-  path = os.path.join(workdir, "whitening.npz")
-  if os.path.exists(path):
-    return whitening_lib.Whitening.load(path)
-  from livermore_brain import data as data_lib  # refit exactly as the run did (deterministic)
-
-  h, _, c = spec.input_shape
-  pipe = data_lib.make_pipeline(
-    data_cfg, image_size=h, channels=c, global_batch=1, seed=int(config.get("seed", 0))
-  )
-  return pipe.whitening
 
 
 def load(workdir: str, step: int | None = None, devices=None, mesh=None) -> BrainFeatures:

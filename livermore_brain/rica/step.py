@@ -1,7 +1,8 @@
 """The jitted, sharded training step (one per pipeline stage) and the forward-copy sync.
 
 For every *active* layer ``i`` the step evaluates the layer's RICA cost on its input map, takes an
-optax update, and projects the filters back onto unit norm. Layer ``i``'s input map is produced
+optax update, and projects the filters back onto unit norm (`layer_update`, which the planner also
+compiles alone). Layer ``i``'s input map is produced
 from the images by the *forward copies* of layers ``0..i-1`` under ``stop_gradient``: no gradient
 ever crosses a layer (greedy training). Which layers are active is static, so each pipeline stage
 compiles once.
@@ -16,22 +17,61 @@ itself the partitioner gathered the map once per consumer). The state is donated
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from livermore_brain import sharding as shd
 from livermore_brain.layers import rica
 from livermore_brain.models import brain
-from livermore_brain.train.state import TrainState
+from livermore_brain.rica.state import TrainState
 
 
-def batch_sharding(mesh: Mesh, rules=shd.DEFAULT_RULES) -> NamedSharding:
-  """Images ``(B, H, W, C)``: batch over ``data``."""
-  return NamedSharding(mesh, shd.logical_to_spec(("batch", None, None, None), rules))
+def layer_update(
+  spec: brain.NetworkSpec,
+  tx: optax.GradientTransformation,
+  i: int,
+  params: dict,
+  opt_state,
+  x_map: jax.Array,
+  constrain=None,
+  remat: bool = False,
+):
+  """Layer ``i``'s training update given its input map ``x_map``: RICA cost -> value_and_grad ->
+  ``tx.update`` -> ``apply_updates`` -> unit-norm projection of the filters. Returns
+  ``(params, opt_state, loss, terms)``. The one update of the step, of the planner's
+  isolated-layer compile (`layer_update_fn`) and (its `apply_gradients` part) of the benchmark's
+  breakdown."""
+
+  def cost(p, x):
+    return brain.layer_cost(p, x, spec, i, constrain)
+
+  f = jax.checkpoint(cost) if remat else cost
+  (loss, terms), grads = jax.value_and_grad(f, has_aux=True)(params, x_map)
+  params, opt_state = apply_gradients(tx, params, opt_state, grads)
+  return params, opt_state, loss, terms
+
+
+def apply_gradients(tx: optax.GradientTransformation, params: dict, opt_state, grads: dict):
+  """``tx.update`` -> ``apply_updates`` -> filters projected back onto unit norm; returns
+  ``(params, opt_state)``."""
+  updates, opt_state = tx.update(grads, opt_state, params)
+  new = optax.apply_updates(params, updates)
+  return dict(new, w=rica.project(new["w"])), opt_state
+
+
+def layer_update_fn(spec, tx, i: int, constrain=None, remat: bool = False):
+  """``(params, opt_state, x_map) -> (params, opt_state, loss)``: `layer_update` of layer ``i``
+  alone (the planner compiles it in isolation, `planner.compile_layer`)."""
+
+  def update(params, opt_state, x_map):
+    params, opt_state, loss, _ = layer_update(
+      spec, tx, i, params, opt_state, x_map, constrain, remat
+    )
+    return params, opt_state, loss
+
+  return update
 
 
 def train_step_fn(
@@ -42,25 +82,20 @@ def train_step_fn(
   compute_dtype=jnp.float32,
   remat: bool = False,
 ):
-  """Pure step ``(state, images) -> (state, metrics)`` for a fixed set of active layers."""
+  """Pure step ``(state, batch) -> (state, metrics)`` for a fixed set of active layers (reads
+  ``batch["image"]``)."""
   top = max(i for i, a in enumerate(active) if a)
 
-  def cost(params, x_map, i):
-    return brain.layer_cost(params, x_map, spec, i, constrain)
-
-  def step(state: TrainState, images: jax.Array):
-    x = brain.images_to_map(images.astype(compute_dtype))
+  def step(state: TrainState, batch: dict):
+    x = brain.images_to_map(batch["image"].astype(compute_dtype))
     if constrain is not None:
       x = constrain(x, (None, None, "batch", None))
     params, opt_state, metrics = list(state.params), list(state.opt_state), {}
     for i in range(top + 1):
       if active[i]:
-        f = functools.partial(cost, i=i)
-        f = jax.checkpoint(f) if remat else f
-        (loss, terms), grads = jax.value_and_grad(f, has_aux=True)(params[i], x)
-        updates, opt_state[i] = tx.update(grads, opt_state[i], params[i])
-        new = optax.apply_updates(params[i], updates)
-        params[i] = dict(new, w=rica.project(new["w"]))
+        params[i], opt_state[i], loss, terms = layer_update(
+          spec, tx, i, params[i], opt_state[i], x, constrain, remat
+        )
         name = spec.layers[i].name
         metrics[f"{name}/loss"] = loss
         metrics[f"{name}/reconstruction"] = terms["reconstruction"]
@@ -90,7 +125,7 @@ def make_train_step(
   rep = shd.replicated(mesh)
   return jax.jit(
     fn,
-    in_shardings=(shardings, batch_sharding(mesh, rules)),
+    in_shardings=(shardings, {"image": shd.batch_sharding(mesh, rules)}),
     out_shardings=(shardings, rep),
     donate_argnums=(0,),
   )

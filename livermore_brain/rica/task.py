@@ -17,24 +17,47 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from livermore_brain.data.spec import InputSpec
 from livermore_brain.layers import geometry as geo
 from livermore_brain.models import presets
-from livermore_brain.train import optim, schedule
-from livermore_brain.train import state as state_lib
-from livermore_brain.train import step as step_lib
+from livermore_brain.rica import schedule
+from livermore_brain.rica import state as state_lib
+from livermore_brain.rica import step as step_lib
+from livermore_brain.train import optim
 from livermore_brain.train.task import Task
 
 
 class RicaTask(Task):
+  family = "rica"
+
   def __init__(self, config: ml_collections.ConfigDict):
-    self.spec = presets.spec_from_config(config.model)
-    self.input_shape = tuple(self.spec.input_shape)
-    self.tx = optim.make_optimizer(config.optimizer)
-    self.sched = schedule.PipelineSchedule.from_config(
-      self.spec.num_layers, config.pipeline, int(config.batch_size), int(config.data.block_size)
+    spec = presets.spec_from_config(config.model)
+    self._setup(
+      spec,
+      optim.make_optimizer(config.optimizer),
+      schedule.PipelineSchedule.from_config(
+        spec.num_layers, config.pipeline, int(config.batch_size), int(config.data.block_size)
+      ),
+      config.get("compute_dtype", "float32"),
+      config.get("remat", False),
     )
-    self.compute_dtype = jnp.dtype(config.get("compute_dtype", "float32"))
-    self.remat = bool(config.get("remat", False))
+
+  @classmethod
+  def from_parts(cls, spec, tx, sched=None, compute_dtype="float32", remat=False) -> RicaTask:
+    """A task from a network spec and an optimizer, without an experiment config (the planner's
+    way in); the default schedule adds one layer per step (stage ``k`` at step ``k - 1``)."""
+    task = cls.__new__(cls)
+    sched = sched or schedule.PipelineSchedule(spec.num_layers, 1, 1)
+    task._setup(spec, tx, sched, compute_dtype, remat)
+    return task
+
+  def _setup(self, spec, tx, sched, compute_dtype, remat) -> None:
+    self.spec = spec
+    self.input_spec = InputSpec(tuple(spec.input_shape))
+    self.tx = tx
+    self.sched = sched
+    self.compute_dtype = jnp.dtype(compute_dtype)
+    self.remat = bool(remat)
     self._steps: dict[tuple, Callable] = {}
     self._syncs: dict[tuple, Callable] = {}
     self._stage: int | None = None
@@ -73,12 +96,20 @@ class RicaTask(Task):
     return state
 
   def step_fn(self, step: int, mesh: Mesh, shardings, rules):
-    active = self.sched.active(step)
+    return self.stage_step(self.sched.active(step), mesh, shardings, rules)
+
+  def stage_step(self, active: tuple[bool, ...], mesh: Mesh, shardings, rules):
+    """The jitted step training the ``active`` layers (one per pipeline stage, cached)."""
+    active = tuple(bool(a) for a in active)
     if active not in self._steps:
       self._steps[active] = step_lib.make_train_step(
         self.spec, self.tx, active, mesh, shardings, rules, self.compute_dtype, self.remat
       )
     return self._steps[active]
+
+  def plan_step(self) -> int:
+    """The first step of the last pipeline stage (every layer trains): the steady state."""
+    return self.sched.start_step(self.spec.num_layers - 1)
 
   def meta(self, step: int) -> dict:
     return {"stage": self.sched.stage(max(step - 1, 0))}
@@ -115,3 +146,10 @@ def save_filters(path, w, g, *, undo=None, title=None, locations=16, per_locatio
     title=title,
   )
   return locs
+
+
+def load_features(workdir: str, step: int | None = None, devices=None, mesh=None):
+  """`rica.features.BrainFeatures` of the run in ``workdir`` (see `livermore_brain.families`)."""
+  from livermore_brain.rica import features
+
+  return features.BrainFeatures.load(workdir, step=step, devices=devices, mesh=mesh)

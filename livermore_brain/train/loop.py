@@ -1,19 +1,21 @@
 """The training loop, generic over any `task.Task`: config in, a checkpointed run directory out.
 
-`run(task, config, workdir)` works for any task, mesh and process count (`train(config, workdir)`
-is the RICA network's entry point):
+`run(task, config, workdir)` works for any task (`train.task.Task`), mesh and process count
+(`livermore_brain.families.train(config, workdir)` picks the task from ``config.family``):
 
 1. mesh + logical rules -> the task's shardings; the state is initialized sharded, or restored
    (verified) from ``<workdir>/checkpoints`` onto this mesh, whatever mesh saved it;
-2. the input stream is resumed at batch ``state.step`` (deterministic, nothing repeated/skipped);
-3. each step runs ``task.before_step`` then the task's jitted step for that step;
+2. the input stream (the fields and image shape of ``task.input_spec``) is resumed at batch
+   ``state.step`` (deterministic, nothing repeated/skipped);
+3. each step runs ``task.before_step`` then the task's jitted step on the batch dict;
 4. metrics every ``log_every`` steps, async checkpoints every ``checkpoint_every`` steps (then
-   ``task.on_checkpoint``, e.g. a figure), a final checkpoint; SIGTERM/SIGINT save and return; a
+   ``task.on_checkpoint``, e.g. a figure), ``task.evaluate`` every ``eval_every`` steps and at
+   the end (logged as metrics), a final checkpoint; SIGTERM/SIGINT save and return; a
    non-finite metric stops with `NonFiniteLossError`, never saving the broken state.
 
 Config fields read here: ``mesh``, ``rules``, ``batch_size``, ``seed``, ``num_steps``,
 ``log_every``, ``checkpoint_every``, ``keep_checkpoints``, ``tensorboard``, ``data`` (and
-``preset``, ``distributed`` if present); the task reads the rest.
+``preset``, ``eval_every``, ``distributed`` if present); the task reads the rest.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ import time
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding
 
 from livermore_brain import distributed
 from livermore_brain import sharding as shd
 from livermore_brain.train import checkpoint as ckpt_lib
 from livermore_brain.train import metrics as metrics_lib
-from livermore_brain.train import step as step_lib
 from livermore_brain.train.task import Task
 
 
@@ -83,18 +85,13 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
-  """Train (or resume) the RICA network of ``config`` in ``workdir``; returns a summary dict."""
-  from livermore_brain.train.rica_task import RicaTask
-
-  return run(RicaTask(config), config, workdir, devices)
-
-
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Train (or resume) ``task`` in ``workdir``; returns a summary dict.
 
   ``devices`` (default: all) lets a notebook or test run on a subset of the local devices.
   """
+  from clu import periodic_actions  # after metrics_lib, which imports TensorFlow quietly
+
   from livermore_brain import data as data_lib
 
   workdir = check_workdir(workdir)
@@ -134,13 +131,9 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
   if distributed.is_main():
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=False))
-  height, width, channels = task.input_shape
-  if height != width:
-    raise ValueError(f"the input pipeline makes square images; the task wants {height}x{width}")
   pipe = data_lib.make_pipeline(
     config.data,
-    image_size=height,
-    channels=channels,
+    task.input_spec,
     global_batch=gb,
     seed=int(config.seed),
     process_index=jax.process_index(),
@@ -153,7 +146,17 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
   )
   total = int(config.num_steps)
   progress = metrics_lib.Progress(total, gb, start)
-  bsh = step_lib.batch_sharding(mesh, rules)
+  # steps/s, uptime and the time spent in evaluation and checkpointing, to TensorBoard (clu)
+  report = periodic_actions.ReportProgress(
+    num_train_steps=total,
+    writer=writer.tensorboard,
+    every_steps=int(config.log_every),
+    every_secs=None,
+  )
+  task.setup(mesh, rules, workdir, pipe)
+  batch_axes = task.batch_axes()
+  bsh = {k: NamedSharding(mesh, shd.logical_to_spec(a, rules)) for k, a in batch_axes.items()}
+  eval_every = int(config.get("eval_every", 0) or 0)
   last_saved = ckpt.latest_step()
   window: dict[str, list] = {}
   pending = None  # (step, device metrics): fetched one step late to keep the device busy
@@ -170,6 +173,16 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
         )
       window.setdefault(k, []).append(float(v))
 
+  def evaluate(step_done: int) -> None:
+    t0 = time.perf_counter()
+    with report.timed("eval"):
+      row = task.evaluate(state, step_done)
+    if row:
+      row = {k: float(v) for k, v in row.items()}
+      shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items())
+      _log(f"eval at step {step_done}: {shown} ({time.perf_counter() - t0:.1f} s)")
+      writer.write(step_done, row)
+
   def after_save() -> None:
     if distributed.is_main():
       try:
@@ -181,7 +194,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
     nonlocal last_saved
     meta = {"step": step_done, "images_seen": step_done * gb, **task.meta(step_done)}
     meta.update(data=pipe.bad_counts(), preset=config.get("preset", ""))
-    ckpt.save(step_done, state, meta=meta)
+    with report.timed("checkpoint", wait_jax_async_dispatch=False):
+      ckpt.save(step_done, state, meta=meta)
     last_saved = step_done
     after_save()
 
@@ -194,12 +208,14 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
       while step < total:
         state = task.before_step(state, step, _log)
         train_step = task.step_fn(step, mesh, shardings, rules)
-        images = distributed.global_batch(next(it)["image"], bsh)
-        state, m = train_step(state, images)
+        local = next(it)
+        batch = {k: distributed.global_batch(local[k], bsh[k]) for k in batch_axes}
+        state, m = train_step(state, batch)
         if pending is not None:
           check(*pending)
         pending = (step + 1, m)
         step += 1
+        report(step)
         if step % int(config.log_every) == 0 or step == total:
           check(*pending)
           pending = None
@@ -210,6 +226,11 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
           row.update(images_seen=step * gb, images_per_sec=rate, **task.meta(step))
           row.update({f"data/skipped/{k}": v for k, v in pipe.bad_counts().items()})
           writer.write(step, row)
+        if (eval_every and step % eval_every == 0) or step == total:
+          if pending is not None:
+            check(*pending)
+            pending = None
+          evaluate(step)
         if step % int(config.checkpoint_every) == 0 or step == total or signals.received:
           if pending is not None:
             check(*pending)

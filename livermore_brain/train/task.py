@@ -1,19 +1,31 @@
-"""What the generic training loop (`loop.run`) needs from a model: the `Task` interface.
+"""What the generic training loop (`loop.run`) needs from a model family: the `Task` interface.
 
 The loop owns everything that is not about the model — the mesh, the input pipeline, verified
-Orbax checkpoints and exact resume, metrics, progress, signals, non-finite stops. A task owns the
-model: its state pytree, how that state is sharded, and its jitted step. RICA's greedy pipeline is
-one task (`rica_task.RicaTask`); the LDRD report's later systems (context prediction, GANs, ...)
-are meant to be others.
+Orbax checkpoints and exact resume, metrics, progress, periodic evaluation, signals, non-finite
+stops. A task owns the model: its state pytree, how that state is sharded, its jitted step, which
+inputs it needs, how it is evaluated and which layers it exports as features. Each family (the
+RICA brain, supervised ResCeption, ...) is one `Task` subclass; `livermore_brain.families` maps
+config names to them.
 
 Contract:
 
 * the state is a pytree (e.g. a ``flax.struct.dataclass``) with a scalar integer ``step`` leaf,
   which the step increments: it is also the data position, so resume continues the same stream;
-* ``step_fn(step, ...)`` returns a (cached) jitted ``(state, images) -> (state, metrics)`` with
-  ``images`` ``float32 (B, H, W, C)`` split over ``data`` and ``metrics`` a flat dict of scalars
-  named ``"<part>/<quantity>"`` (e.g. ``"layer1/loss"``); it may differ from step to step (RICA
-  compiles one per pipeline stage) and should donate the state;
+* ``input_spec`` says which batch fields the step reads (``image`` and, where the source has
+  them, ``label``, ...) and the image shape ``(H, W, C)`` (non-square allowed); the data config
+  of the experiment says how images are preprocessed (`livermore_brain.data.config`);
+* ``step_fn(step, ...)`` returns a (cached) jitted ``(state, batch) -> (state, metrics)``:
+  ``batch`` a dict of global arrays with the spec's numeric fields, split over ``data``
+  (`batch_axes`), ``metrics`` a flat dict of scalars named ``"<part>/<quantity>"`` (e.g.
+  ``"layer1/loss"``); it may differ from step to step (RICA compiles one per pipeline stage) and
+  should donate the state;
+* ``plan_step()`` names the step whose ``step_fn`` the planner (`planner.plan_task`) and the
+  benchmark compile: one of training's steady state (default 0; RICA: every layer active);
+  ``abstract_batch(b)`` the batch they feed it (shapes and dtypes of every `batch_axes` field);
+* ``evaluate(state, step)`` (optional) returns scalar metrics (e.g. held-out accuracy); the loop
+  calls it every ``config.eval_every`` steps and at the end, and logs them like step metrics;
+* ``feature_layers`` / ``features`` export named layers for the transfer table
+  (`livermore_brain.eval.extractor`);
 * everything else has a do-nothing default.
 """
 
@@ -24,11 +36,27 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import Mesh
+
+from livermore_brain.data.spec import InputSpec
+
+# Logical axes of the batch fields the loop can feed to a step (leading axis = the global batch).
+BATCH_AXES = {
+  "image": ("batch", None, None, None),
+  "label": ("batch",),
+}
+# Their dtypes (``label``: the class index).
+BATCH_DTYPES = {"image": np.float32, "label": np.int32}
 
 
 class Task(abc.ABC):
-  input_shape: tuple[int, int, int]  # (H, W, C) of the images the input pipeline must produce
+  family: str = ""  # the name `livermore_brain.families` knows this task by
+  input_spec: InputSpec
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    return tuple(self.input_spec.image_shape)
 
   @abc.abstractmethod
   def abstract_state(self) -> Any:
@@ -45,7 +73,25 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def step_fn(self, step: int, mesh: Mesh, shardings: Any, rules) -> Callable:
-    """The jitted step to run at ``step``."""
+    """The jitted ``(state, batch) -> (state, metrics)`` step to run at ``step``."""
+
+  def batch_axes(self) -> dict[str, tuple]:
+    """Logical axes of every numeric batch field the step reads (host-only fields, e.g. the
+    ``tags`` strings, are never sent to the devices)."""
+    return {k: BATCH_AXES[k] for k in self.input_spec.fields if k in BATCH_AXES}
+
+  def abstract_batch(self, batch: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes and dtypes of a global batch of ``batch`` examples, one per `batch_axes` field
+    (``image`` float32 ``(batch, H, W, C)``, ``label`` int32 ``(batch,)``); no sharding."""
+    trailing = {"image": self.input_shape, "label": ()}
+    return {
+      k: jax.ShapeDtypeStruct((batch, *trailing[k]), BATCH_DTYPES[k]) for k in self.batch_axes()
+    }
+
+  def plan_step(self) -> int:
+    """The step whose `step_fn` the planner and the benchmark compile and measure: one of
+    training's steady state (RICA: the first with every pipeline stage active)."""
+    return 0
 
   def describe(self) -> str:
     """Printed once at start (e.g. a table of layers and parameter counts)."""
@@ -63,3 +109,11 @@ class Task(abc.ABC):
     """After each save, on process 0 only (e.g. write a figure). Errors are reported as
     warnings and never stop training."""
     return None
+
+  def setup(self, mesh: Mesh, rules, workdir: str, pipeline: Any) -> None:
+    """Called once by the loop before training (e.g. load a held-out set for `evaluate`)."""
+    return None
+
+  def evaluate(self, state: Any, step: int) -> dict[str, float]:
+    """Scalar evaluation metrics (``"eval/<name>"``) of ``state``; ``{}`` if the task has none."""
+    return {}
