@@ -6,12 +6,16 @@ r"""What a preset needs per device, by compiling one training step on fake CPU d
       --mesh=data:1,model:8 --variants          # + bf16 compute / remat side by side
   python -m experiments.scale_plan --config=experiments/configs/rica_yfcc.py:tiny \
       --mesh=data:2,model:4 --stages=all
+  python -m experiments.scale_plan --config=experiments/configs/resception.py:imagenet \
+      --mesh=data:8,model:1                     # any family's config
 
 Nothing is allocated: the step is lowered from ``jax.ShapeDtypeStruct``s carrying the real
 shardings and compiled for ``data x model`` fake CPU devices (this script sets
 ``--xla_force_host_platform_device_count`` itself, before JAX is imported). Prints a table and,
-as its last line, the plan as JSON (`livermore_brain.planner.plan`). Any ``--config.<key>=``
-override applies (e.g. ``--config.optimizer.name=sgd``).
+as its last line, the plan as JSON. RICA configs get `livermore_brain.planner.plan` (every
+pipeline stage on request, each untied layer alone, bf16 / remat variants); every other family
+the step its task trains with (`planner.plan_task`). Any ``--config.<key>=`` override applies
+(e.g. ``--config.optimizer.name=sgd``).
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ from experiments import common  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
   os.path.join(os.path.dirname(__file__), "configs", "rica_yfcc.py"),
-  "Config file with a preset: experiments/configs/rica_yfcc.py:tiny|cpu|paper.",
+  "Config file with a preset, any family: experiments/configs/rica_yfcc.py:tiny|cpu|paper, "
+  "experiments/configs/resception.py:tiny|cpu|imagenet.",
   lock_config=True,
 )
 _MESH = flags.DEFINE_string("mesh", "data:1,model:8", "Mesh to plan: data:A,model:B.")
@@ -114,32 +119,41 @@ def _colls(c: dict) -> list[str]:
 
 
 def format_plan(p: dict) -> str:
-  """The human-readable table of a plan."""
+  """The human-readable table of a plan (`planner.plan` or `planner.plan_task`)."""
   b, proj = p["bytes_per_device"], p["projection"]
   mesh = " x ".join(f"{k}={v}" for k, v in p["mesh"].items())
+  family = ""
+  if p.get("family", "rica") != "rica":
+    family = f", family {p['family']}" + (f" ({p['arch']})" if p.get("arch") else "")
   out = [
-    f"scale plan: preset {p.get('preset', '?')}, mesh {mesh} ({p['devices']} devices), batch "
-    f"{p['batch']}, optimizer {p.get('optimizer', '?')}, compute {p['compute_dtype']}, remat "
-    f"{'on' if p['remat'] else 'off'}",
+    f"scale plan: preset {p.get('preset', '?')}{family}, mesh {mesh} ({p['devices']} "
+    f"devices), batch {p['batch']}, optimizer {p.get('optimizer', '?')}, compute "
+    f"{p.get('compute_dtype', '?')}"
+    + (f", remat {'on' if p['remat'] else 'off'}" if "remat" in p else "")
+    + (f", planned step {p['step']}" if "step" in p else ""),
     "",
     f"{'parameters':<34}{'count':>18}",
   ]
-  out += [f"  {k:<32}{v:>18,}" for k, v in p["params"]["per_layer"].items()]
+  out += [f"  {k:<32}{v:>18,}" for k, v in p["params"].get("per_layer", {}).items()]
+  out.append(f"  {'total':<32}{p['params']['total']:>18,}")
+  if "stored" in p["params"]:
+    out.append(f"  {'stored (locations padded)':<32}{p['params']['stored']:>18,}")
+  fits = f"   fits {p['memory_gb']:g} GB: {'yes' if p['fits'] else 'NO'}" if "fits" in p else ""
+  matmuls = (
+    f"; matmuls alone {_flops(p['matmul_flops_per_step'])}" if "matmul_flops_per_step" in p else ""
+  )
   out += [
-    f"  {'total':<32}{p['params']['total']:>18,}",
-    f"  {'stored (locations padded)':<32}{p['params']['stored']:>18,}",
     "",
     f"{'bytes per device (XLA memory analysis)':<40}",
     f"  {'arguments (state + batch)':<38}{_size(b['arguments']):>12}",
     f"  {'outputs':<38}{_size(b['outputs']):>12}",
     f"  {'aliased (donated state reused)':<38}{'-' + _size(b['aliased']):>12}",
     f"  {'temporaries':<38}{_size(b['temporaries']):>12}",
-    f"  {'total':<38}{_size(b['total']):>12}   fits {p['memory_gb']:g} GB: "
-    f"{'yes' if p['fits'] else 'NO'}",
+    f"  {'total':<38}{_size(b['total']):>12}{fits}",
     "",
     f"FLOPs per step (XLA cost analysis): {_flops(p['flops_per_step'])} "
-    f"({_flops(p['flops_per_device'])} per device); matmuls alone "
-    f"{_flops(p['matmul_flops_per_step'])}; {_flops(p['flops_per_step'] / p['batch'])} per image",
+    f"({_flops(p['flops_per_device'])} per device){matmuls}; "
+    f"{_flops(p['flops_per_step'] / p['batch'])} per image",
     f"compile time: {p['compile_seconds']:.1f} s",
     "",
     "collectives per step (compiled HLO, by the mesh axes their groups span)",
@@ -149,7 +163,7 @@ def format_plan(p: dict) -> str:
     out.append("  largest:")
     for c in p["largest_collectives"]:
       out.append(f"    {c['op']:<20}{c['axes']:<12}{_size(c['bytes']):>12}  {c['where'][:60]}")
-  if p["untied"]:
+  if p.get("untied"):
     out += ["", "untied layers alone (cost + update, input map given, replicated over model)"]
     for name, u in p["untied"].items():
       out.append(
@@ -158,7 +172,7 @@ def format_plan(p: dict) -> str:
         f"/device; all axes: "
         + "; ".join(f"{k} {v['count']} ({_size(v['bytes'])})" for k, v in u["collectives"].items())
       )
-  if len(p["stages"]) > 1:
+  if len(p.get("stages", ())) > 1:
     out += ["", f"  {'stage':<8}{'active':<28}{'per device':>14}{'per step':>16}{'compile s':>11}"]
     for s in p["stages"]:
       out.append(
@@ -176,49 +190,28 @@ def format_plan(p: dict) -> str:
     "",
     f"projection: {p['devices']} x {proj['tflops_per_device']:g} TFLOP/s x "
     f"{proj['utilization']:.0%} -> {proj['images_per_sec']:,.0f} images/s; "
-    f"{proj['images']:,.0f} images in {proj['days']:,.2f} days",
+    f"{proj['images']:,.0f} images in "
+    + (f"{proj['days']:,.2f} days" if proj["days"] >= 1 else f"{proj['days'] * 24:,.2f} hours"),
   ]
   return "\n".join(out)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise ValueError(f"unexpected arguments {argv[1:]}")
-  import jax
+def _rica_plan(config, mesh, batch, kw) -> dict:
+  """`planner.plan` of a RICA config, with this script's stage / isolation / variant flags."""
   import jax.numpy as jnp
 
-  from livermore_brain import planner
-  from livermore_brain import sharding as shd
-  from livermore_brain.models import presets
-  from livermore_brain.train import optim
+  from livermore_brain import families, planner
 
-  config = _CONFIG.value
-  spec = presets.spec_from_config(config.model)
-  tx = optim.make_optimizer(config.optimizer)
-  rules = shd.rules_from_config(config.get("rules"))
-  need = _DEVICES.value or fake_device_count(sys.argv)
-  if jax.device_count() < need:
-    raise ValueError(
-      f"the mesh needs {need} devices but JAX has {jax.device_count()}; run this module as a "
-      f"script (it fakes the devices) or pass --devices"
-    )
-  mesh = shd.make_mesh(_MESH.value, jax.devices()[:need])
-  batch = _BATCH.value or int(config.batch_size)
+  task = families.make_task(config)  # the spec and optimizer training builds
+  spec, tx = task.spec, task.tx
   dtype = _DTYPE.value or config.get("compute_dtype", "float32")
   remat = {"": bool(config.get("remat", False)), "true": True, "false": False}[_REMAT.value]
-  tflops = _TFLOPS.value or H100_PEAK_TFLOPS[jnp.dtype(dtype).name]
-  images = _IMAGES.value or float(config.num_steps) * batch
-  kw = dict(rules=rules, tflops=tflops, utilization=_UTIL.value, images=images)
+  kw = dict(kw, tflops=kw["tflops"] or H100_PEAK_TFLOPS[jnp.dtype(dtype).name])
   p = planner.plan(
     spec, tx, mesh, batch, compute_dtype=jnp.dtype(dtype), remat=remat, stages=_STAGES.value,
     isolate=_ISOLATE.value, **kw,
   )  # fmt: skip
-  p.update(
-    preset=config.get("preset", "?"),
-    optimizer=config.optimizer.name,
-    memory_gb=_MEMORY.value,
-    fits=p["bytes_per_device"]["total"] <= _MEMORY.value * 1e9,
-  )
+  p["family"] = "rica"
   if _VARIANTS.value:
     p["variants"] = []
     for d in ("float32", "bfloat16"):
@@ -235,6 +228,69 @@ def main(argv):
             flops_per_step=v["flops_per_step"],
           )
         )
+  return p
+
+
+def _task_plan(config, family, mesh, batch, kw) -> dict:
+  """`planner.plan_task` of any other family: the step its task trains with."""
+  import jax.numpy as jnp
+
+  from livermore_brain import families, planner
+
+  rica_only = dict(
+    compute_dtype=_DTYPE.value, remat=_REMAT.value, variants=_VARIANTS.value,
+    stages=_STAGES.value != "last",
+  )  # fmt: skip
+  given = [f"--{k}" for k, v in rica_only.items() if v]
+  if given:
+    raise ValueError(
+      f"{', '.join(given)} apply to RICA configs only (this config's family is {family!r}; "
+      f"set the model's own options with --config.model.<key>=)"
+    )
+  task = families.make_task(config)
+  model = getattr(task, "model", None)
+  dtype = jnp.dtype(config.get("compute_dtype", None) or getattr(model, "dtype", "float32"))
+  kw = dict(
+    kw, tflops=kw["tflops"] or H100_PEAK_TFLOPS.get(dtype.name, H100_PEAK_TFLOPS["float32"])
+  )
+  p = planner.plan_task(task, mesh, batch, **kw)
+  p.update(compute_dtype=dtype.name)
+  if config.model.get("arch"):
+    p["arch"] = str(config.model.arch)
+  return p
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}")
+  import jax
+
+  from livermore_brain import families
+  from livermore_brain import sharding as shd
+
+  config = _CONFIG.value
+  family = families.family_of(config)
+  rules = shd.rules_from_config(config.get("rules"))
+  need = _DEVICES.value or fake_device_count(sys.argv)
+  if jax.device_count() < need:
+    raise ValueError(
+      f"the mesh needs {need} devices but JAX has {jax.device_count()}; run this module as a "
+      f"script (it fakes the devices) or pass --devices"
+    )
+  mesh = shd.make_mesh(_MESH.value, jax.devices()[:need])
+  batch = _BATCH.value or int(config.batch_size)
+  images = _IMAGES.value or float(config.num_steps) * batch
+  kw = dict(rules=rules, tflops=_TFLOPS.value, utilization=_UTIL.value, images=images)
+  if family == "rica":
+    p = _rica_plan(config, mesh, batch, kw)
+  else:
+    p = _task_plan(config, family, mesh, batch, kw)
+  p.update(
+    preset=config.get("preset", "?"),
+    optimizer=config.optimizer.name,
+    memory_gb=_MEMORY.value,
+    fits=p["bytes_per_device"]["total"] <= _MEMORY.value * 1e9,
+  )
   print(format_plan(p), flush=True)
   line = json.dumps(p, sort_keys=False)
   if _JSON.value:

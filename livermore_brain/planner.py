@@ -1,20 +1,25 @@
 """Ahead-of-time planning: what one training step needs, read from XLA rather than guessed.
 
-`plan` lowers and compiles the jitted training step (`train.step.make_train_step`) of the pipeline
-stage with every layer active, from ``jax.ShapeDtypeStruct``s that carry the real shardings — so
-nothing is allocated and any preset plans on fake CPU devices — and reports:
+`plan_task` does it for any family: it lowers and compiles the task's own jitted step
+(``task.step_fn(task.plan_step(), ...)``, the one training runs) from ``jax.ShapeDtypeStruct``s of
+its state and batch that carry the real shardings — so nothing is allocated and any preset plans
+on fake CPU devices. `plan` is RICA's richer plan (every pipeline stage, each untied layer alone,
+the matmul FLOPs the model needs), compiled through `rica.task.RicaTask`'s step the same way.
+Both report:
 
 * ``bytes_per_device``: XLA's buffer assignment (``compiled.memory_analysis()``) of the partitioned
   program: arguments, outputs, temporaries, the outputs aliased to (donated) arguments, and the
   peak estimate ``arguments + outputs - aliased + temporaries``;
 * ``flops``: ``compiled.cost_analysis()["flops"]``, which counts the *per-device* program (times
-  the device count = the step), next to the matmul FLOPs the model needs;
+  the device count = the step; RICA: next to the matmul FLOPs the model needs);
 * ``collectives``: every all-reduce / all-gather / reduce-scatter / all-to-all /
   collective-permute of the compiled HLO, attributed to the mesh axes its ``replica_groups`` (or
   ``source_target_pairs``) span (`livermore_brain.hlo`);
-* ``untied``: each untied layer's own cost + update compiled in isolation, its input map given
-  (replicated over ``model``, as the full step provides it after gathering the previous layer's
-  output), to show that its locations train without model-axis traffic beyond scalars.
+* ``params``: the parameter count (RICA: per layer too, and as stored with padded locations);
+* ``untied`` (RICA): each untied layer's own update (`rica.step.layer_update`, the step's) compiled
+  alone, its input map given (replicated over ``model``, as the full step provides it after
+  gathering the previous layer's output), to show that its locations train without model-axis
+  traffic beyond scalars.
 
 The CPU compiler's buffer assignment stands in for the GPU's: sizes of arguments and outputs are
 exact, temporaries are XLA's own estimate for this program. Collectives inside loops are counted
@@ -26,6 +31,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,10 +40,10 @@ from jax.sharding import Mesh, NamedSharding
 
 from livermore_brain import sharding as shd
 from livermore_brain.hlo import collective_axes, parse_collectives, summarize_collectives
-from livermore_brain.layers import rica
 from livermore_brain.models import brain
-from livermore_brain.train import state as state_lib
-from livermore_brain.train import step as step_lib
+from livermore_brain.rica import state as state_lib
+from livermore_brain.rica import step as step_lib
+from livermore_brain.rica.task import RicaTask
 
 # ---------------------------------------------------------------------------------------------
 # Compiling from abstract shapes.
@@ -78,47 +84,61 @@ def analyze(compiled, mesh: Mesh, top: int = 6) -> dict:
   )
 
 
+def tree_size(tree: Any) -> int:
+  return sum(int(x.size) for x in jax.tree.leaves(tree))
+
+
+def _check_batch(mesh: Mesh, batch: int) -> None:
+  if batch % mesh.shape["data"]:
+    raise ValueError(
+      f"batch {batch} is not divisible by the mesh's data axis ({mesh.shape['data']})"
+    )
+
+
+def abstract_inputs(task, mesh: Mesh, batch: int, rules=shd.DEFAULT_RULES):
+  """``(state, batch, state_shardings)``: the task's state and a global batch of ``batch``
+  examples (`Task.abstract_batch`, split by `Task.batch_axes`) as ``jax.ShapeDtypeStruct``s
+  carrying their shardings. Allocates nothing."""
+  _check_batch(mesh, batch)
+  shardings = task.state_shardings(mesh, rules)  # raises a clear error if the mesh cannot split
+  state = _abstract(task.abstract_state(), shardings)
+  axes = task.batch_axes()
+  x = {
+    k: jax.ShapeDtypeStruct(
+      a.shape, a.dtype, sharding=NamedSharding(mesh, shd.logical_to_spec(axes[k], rules))
+    )
+    for k, a in task.abstract_batch(batch).items()
+  }
+  return state, x, shardings
+
+
+def compile_task(task, mesh: Mesh, batch: int, rules=shd.DEFAULT_RULES, step: int | None = None):
+  """``task.step_fn(step)`` (default `Task.plan_step`) compiled from abstract inputs."""
+  state, x, shardings = abstract_inputs(task, mesh, batch, rules)
+  step = task.plan_step() if step is None else int(step)
+  return task.step_fn(step, mesh, shardings, rules).lower(state, x).compile()
+
+
 def compile_step(spec, tx, active, mesh, batch, rules=shd.DEFAULT_RULES, compute_dtype=jnp.float32,
                  remat=False):  # fmt: skip
-  """The jitted training step of one pipeline stage, compiled from abstract shapes."""
-  shardings = state_lib.state_shardings(mesh, spec, tx, rules)
-  state_lib.check_shardable(mesh, spec, tx, shardings)
-  state = _abstract(state_lib.abstract_state(spec, tx), shardings)
-  h, w, c = spec.input_shape
-  images = jax.ShapeDtypeStruct(
-    (batch, h, w, c), jnp.float32, sharding=step_lib.batch_sharding(mesh, rules)
-  )
-  fn = step_lib.make_train_step(
-    spec, tx, tuple(active), mesh, shardings, rules, compute_dtype, remat
-  )
-  return fn.lower(state, images).compile()
-
-
-def layer_update_fn(spec, tx, i: int, constrain, remat: bool = False):
-  """Layer ``i``'s cost + optimizer update + projection given its input map (as in the step)."""
-
-  def update(params, opt_state, x_map):
-    f = lambda p: brain.layer_cost(p, x_map, spec, i, constrain)
-    f = jax.checkpoint(f) if remat else f
-    (loss, _), grads = jax.value_and_grad(f, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    new = optax.apply_updates(params, updates)
-    return dict(new, w=rica.project(new["w"])), opt_state, loss
-
-  return update
+  """RICA's training step of one pipeline stage (`RicaTask.stage_step`, the step training runs),
+  compiled from abstract shapes."""
+  task = RicaTask.from_parts(spec, tx, compute_dtype=compute_dtype, remat=remat)
+  state, x, shardings = abstract_inputs(task, mesh, batch, rules)
+  return task.stage_step(tuple(active), mesh, shardings, rules).lower(state, x).compile()
 
 
 def compile_layer(spec, tx, i, mesh, batch, rules=shd.DEFAULT_RULES, compute_dtype=jnp.float32,
                   remat=False):  # fmt: skip
-  """Layer ``i``'s own update, compiled in isolation; its input map is replicated over
-  ``model`` and split over ``data`` by batch."""
+  """Layer ``i``'s own update (`rica.step.layer_update_fn`, the step's), compiled in isolation;
+  its input map is replicated over ``model`` and split over ``data`` by batch."""
   shardings = state_lib.state_shardings(mesh, spec, tx, rules)
   abstract = state_lib.abstract_state(spec, tx)
   p_sh, o_sh = shardings.params[i], shardings.opt_state[i]
   h, w, c = spec.input_shape if i == 0 else spec.output_shape(i - 1)
   x_sh = NamedSharding(mesh, shd.logical_to_spec((None, None, "batch", None), rules))
   x = jax.ShapeDtypeStruct((h, w, batch, c), compute_dtype, sharding=x_sh)
-  fn = layer_update_fn(spec, tx, i, shd.constrainer(mesh, rules), remat)
+  fn = step_lib.layer_update_fn(spec, tx, i, shd.constrainer(mesh, rules), remat)
   rep = shd.replicated(mesh)
   jitted = jax.jit(
     fn, in_shardings=(p_sh, o_sh, x_sh), out_shardings=(p_sh, o_sh, rep), donate_argnums=(0, 1)
@@ -171,12 +191,9 @@ def plan(
 ) -> dict:
   """Compile and analyze; returns a JSON-able dict (see the module docstring)."""
   n = spec.num_layers
-  if batch % mesh.shape["data"]:
-    raise ValueError(
-      f"batch {batch} is not divisible by the mesh's data axis ({mesh.shape['data']})"
-    )
+  _check_batch(mesh, batch)
   counts = spec.param_counts()
-  stored = state_lib.tree_size(brain.abstract_params(spec))
+  stored = tree_size(brain.abstract_params(spec))
   per_layer = {s.name: c for s, c in zip(spec.layers, counts)}
   out = dict(params=dict(total=sum(counts), per_layer=per_layer, stored=stored), devices=mesh.size,
              mesh=dict(mesh.shape), batch=batch, compute_dtype=jnp.dtype(compute_dtype).name,
@@ -221,4 +238,37 @@ def plan(
       out["untied"][s.name] = a
   out["projection"] = projection(out["flops_per_step"] / batch, mesh.size, tflops, utilization,
                                  images)  # fmt: skip
+  return out
+
+
+def plan_task(
+  task,
+  mesh: Mesh,
+  batch: int,
+  *,
+  rules=shd.DEFAULT_RULES,
+  step: int | None = None,
+  tflops: float = 100.0,
+  utilization: float = 0.5,
+  images: float = 1e8,
+) -> dict:
+  """Any family's plan: compile ``task.step_fn(step)`` (default `Task.plan_step`) from abstract
+  inputs on ``mesh`` and analyze it; a JSON-able dict with ``family``, ``step``, ``params``
+  (``total``: the leaves of ``state.params``), ``devices``, ``mesh``, ``batch``, the `analyze`
+  fields, ``flops_per_step``, ``flops_per_image``, ``compile_seconds`` and ``projection``.
+
+  ``flops_per_step`` is the per-device count times the devices: work a mesh axis replicates
+  (e.g. a conv net's activations over ``model``, which splits only its widest layers) counts once
+  per device — on a 2x4 mesh the tiny ResCeption step counts 4x its 1-device FLOPs."""
+  step = task.plan_step() if step is None else int(step)
+  abstract = task.abstract_state()
+  out = dict(family=task.family or type(task).__name__, step=step,
+             params=dict(total=tree_size(getattr(abstract, "params", abstract))),
+             devices=mesh.size, mesh=dict(mesh.shape), batch=batch)  # fmt: skip
+  t = time.perf_counter()
+  compiled = compile_task(task, mesh, batch, rules, step)
+  out.update(analyze(compiled, mesh), compile_seconds=round(time.perf_counter() - t, 2))
+  out["flops_per_step"] = out["flops_per_device"] * mesh.size
+  out["flops_per_image"] = out["flops_per_step"] / batch
+  out["projection"] = projection(out["flops_per_image"], mesh.size, tflops, utilization, images)
   return out

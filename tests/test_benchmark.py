@@ -1,4 +1,5 @@
-"""`experiments.benchmark` in tiny mode: runs end to end and emits its JSON keys."""
+"""`experiments.benchmark` in tiny mode: runs end to end and emits its JSON keys; its step timing
+works for any family (the supervised tiny preset)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import json
 import os
 import subprocess
 import sys
+
+import numpy as np
+import pytest
+
+from experiments import benchmark
+from experiments.configs import resception
+from livermore_brain import families
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = (
@@ -59,3 +67,15 @@ def test_benchmark_rejects_too_few_steps():
     cwd=ROOT, capture_output=True, text=True, timeout=120,
   )  # fmt: skip
   assert out.returncode == 2 and "at least 10" in out.stderr
+
+
+def test_synthetic_batch_has_the_task_fields():
+  """What `time_step` feeds a family without data here: random images, labels in range(classes)
+  (the supervised step itself is timed in tests/test_planner.py, sharing the plan's compile)."""
+  task = families.make_task(resception.get_config("tiny"))
+  batch = benchmark.synthetic_batch(task, 32, num_classes=10)
+  assert sorted(batch) == ["image", "label"] and batch["image"].shape == (32, 16, 16, 1)
+  assert batch["image"].dtype == np.float32 and batch["label"].shape == (32,)
+  assert batch["label"].dtype == np.int32 and 0 <= batch["label"].min() <= batch["label"].max() < 10
+  with pytest.raises(ValueError, match="num_classes"):
+    benchmark.synthetic_batch(task, 32)

@@ -1,5 +1,6 @@
-"""The AOT planner: collective parsing on known programs, and plans of the tiny preset on 1x8 and
-2x4 meshes (memory and FLOPs positive and consistent with the parameter counts)."""
+"""The AOT planner: collective parsing on known programs, plans of the tiny RICA preset on 1x8 and
+2x4 meshes (memory and FLOPs positive and consistent with the parameter counts), and `plan_task`
+on any family's step (RICA's equals `plan`'s last stage; supervised ResCeption on 2x4)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from livermore_brain import hlo, planner
+from experiments import benchmark
+from experiments.configs import resception, rica_yfcc
+from livermore_brain import families, hlo, planner
 from livermore_brain import sharding as shd
-from livermore_brain.models import presets
-from livermore_brain.train import state as state_lib
+from livermore_brain.models import convnets, presets
+from livermore_brain.rica import state as state_lib
+from livermore_brain.rica.task import RicaTask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MESH_2x4 = {"data": 2, "model": 4}
@@ -160,3 +164,70 @@ def test_scale_plan_cli_tiny():
   for key in ("arguments", "outputs", "temporaries", "total"):
     assert plan["bytes_per_device"][key] > 0
   assert "bytes per device" in out.stdout and plan["fits"]
+
+
+def test_plan_task_of_rica_is_the_last_stage_of_plan(tiny_plan):
+  """`plan_task` on a RICA task compiles the same step as `plan`'s last stage (every layer)."""
+  spec, tx, mesh, p = tiny_plan
+  if mesh.shape["data"] == 1:
+    pytest.skip("one mesh is enough (a compile saved)")
+  task = RicaTask.from_parts(spec, tx)
+  assert task.plan_step() == 2 and task.sched.active(task.plan_step()) == (True,) * 3
+  q = planner.plan_task(task, mesh, 16)
+  assert q["family"] == "rica" and q["step"] == 2
+  assert q["bytes_per_device"] == p["bytes_per_device"]
+  assert (
+    q["flops_per_step"] == p["flops_per_step"] and q["flops_per_image"] == q["flops_per_step"] / 16
+  )
+  assert q["collectives"] == p["collectives"]
+  assert q["params"]["total"] == p["params"]["stored"]  # the state's leaves (padded locations)
+
+
+def test_rica_task_plans_its_first_all_layer_step():
+  config = rica_yfcc.get_config("tiny")  # layer 2 joins at step 10, layer 3 at step 20
+  task = families.make_task(config)
+  assert task.plan_step() == 20 and task.sched.active(19) == (True, True, False)
+
+
+@pytest.fixture(scope="module")
+def supervised_tiny():
+  """The supervised tiny preset's task on a 2x4 mesh, shared so that the benchmark test below
+  reuses the step the plan compiled (same jitted function, same shardings: one compile)."""
+  config = resception.get_config("tiny")
+  config.unlock()
+  config.mesh = "data:2,model:4"
+  task = families.make_task(config)
+  mesh = shd.make_mesh(config.mesh)
+  rules = shd.rules_from_config(config.rules)
+  return config, task, mesh, planner.plan_task(task, mesh, int(config.batch_size), rules=rules)
+
+
+def test_plan_task_supervised_tiny_on_2x4(supervised_tiny):
+  _, task, mesh, p = supervised_tiny
+  assert p["family"] == "supervised" and p["step"] == 0 and p["devices"] == 8
+  assert p["params"]["total"] == convnets.param_count(task.model, (1, *task.input_shape))
+  b = p["bytes_per_device"]
+  assert b["arguments"] > 0 and b["temporaries"] > 0 and b["total"] > 0
+  assert b["aliased"] > 0  # the state is donated
+  assert p["flops_per_step"] == pytest.approx(p["flops_per_device"] * 8) and p["flops_per_step"] > 0
+  assert p["collectives"]["data"]["nonscalar_count"] > 0  # gradients summed over data
+  assert p["projection"]["images_per_sec"] > 0
+
+
+def test_benchmark_times_the_planned_step(supervised_tiny):
+  """`experiments.benchmark.time_step` runs the supervised task's own step (random images and
+  labels of its fields) and counts the same XLA FLOPs as the plan."""
+  config, task, _, p = supervised_tiny
+  r = benchmark.time_step(config, steps=10, warmup=1, task=task)
+  assert r["family"] == "supervised" and r["fields"] == ["image", "label"] and r["finite"]
+  assert r["mesh"] == {"data": 2, "model": 4} and r["batch"] == 32
+  for key in ("step_seconds", "images_per_sec", "flops_per_step", "achieved_gflops"):
+    assert r[key] > 0, key
+  assert r["flops_per_step"] == p["flops_per_step"]
+  assert r["matmul_flops_per_step"] is None  # RICA's matmul count only
+
+
+def test_plan_task_rejects_a_batch_the_mesh_cannot_split():
+  task = families.make_task(resception.get_config("tiny"))
+  with pytest.raises(ValueError, match="not divisible by the mesh's data axis"):
+    planner.abstract_inputs(task, shd.make_mesh("data:8,model:1"), 12)
