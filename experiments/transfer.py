@@ -1,16 +1,46 @@
-r"""Transfer error of a trained network (LDRD report Fig. 4): ``python -m experiments.transfer
---workdir=<run dir>``.
+r"""Transfer error of trained networks, side by side (LDRD report Fig. 4): ``python -m
+experiments.transfer --workdir=A [--workdir=B ...]`` (or ``--workdirs=A,B``).
 
-Features of the chosen layers (after LCN, optionally pooled; `eval.brain_features`) feed an
-L2-regularized logistic-regression probe trained on N labeled examples (default N = 1,000 and
-10,000, capped at what the data set holds); the table reports the error rate on the held-out test
-set, next to two baselines computed the same way: ``raw_pixels`` (the images at the data set's
-native size, e.g. 28x28x1 for MNIST) and ``random_network`` (the same architecture with random weights). Writes
-``transfer.json`` (``{source: {label count: {error, n_train, n_test, l2, dim}}}``) and
-``transfer.md`` into the run directory and prints the table.
+Any run directory of any family (`livermore_brain.families.load_features`) becomes a feature
+extractor; the table has one row per system and layer, in the report's Fig. 4 form::
 
-`transfer` is importable (notebooks call it) and defines no flags; they exist only when run as a
-program.
+    | features                                        | 1000 labels   | 10000 labels          |
+    | raw pixels                                      | 12.1 ± 0.4%   | 8.3 ± 0.1% (n=4000)   |
+    | rica_yfcc-cpu (rica): layer2 (trained)          | ...           | ...                   |
+    | rica_yfcc-cpu (rica): layer2 (random init)      | ...           | ...                   |
+    | resception-cpu (resception, supervised): pool (trained) | ...   | ...                   |
+    | report: autoencoder (CIFAR-10 → MNIST)          | 7.23%         | 1.88%                 |
+
+* **probe** (``--config.mode=probe``, the default): each layer's features (optionally pooled, see
+  `resolve_pool`) feed an L2-regularized logistic-regression probe (`eval.linear_probe`) trained
+  on N labeled examples (default N = 1,000 and 10,000, capped at what the data set holds: the cell
+  then says ``(n=4000)``), tested on the held-out test set;
+* **finetune** (``finetune`` or ``both``): the backbone is trained further with the N labels,
+  under a linear softmax head (`eval.finetune`; rows ``(fine-tuned)``);
+* every run's random-initialization twin (``fx.random_network()``), the same layers, the same way
+  (rows ``(random init)``); ``raw pixels`` once (the images at the data set's native size, e.g.
+  28x28x1 for MNIST); the report's own rows (``--config.reference``);
+* every error is the mean ± sd (ddof=1) over ``probe_seeds`` label subsets (seeds ``seed``,
+  ``seed + 1``, ...; each nested in N, `linear_probe.label_subset`), the same subsets for every
+  row; the per-seed errors are kept in the JSON, and paired differences (trained vs random init,
+  fine-tuned vs probe) are listed with whether they exceed the seed-to-seed noise.
+
+Writes ``transfer.json`` and ``transfer.md`` into ``out_dir`` (default: the run directory when
+there is one, else ``runs/transfer``) and prints the table. ``transfer.json``::
+
+    {"dataset": str, "available_labels": int, "n_test": int, "mode": str,
+     "label_counts": {requested: used}, "probe_seeds": [int], "out_dir": str,
+     "runs": [{"workdir", "system", "family", "arch", "step", "input_shape", "layers",
+               "pools": {layer: grid | null}, "random_seed"}],
+     "rows": {label: {"kind": "raw_pixels" | "trained" | "random_init" | "reference",
+                      "method": "probe" | "finetune" | "published", "system", "workdir",
+                      "layer", "dim",
+                      "cells": {requested: {"error" (mean), "sd", "errors" (per seed),
+                                            "seeds", "n_train", "n_test", ...}}}},
+     "differences": [{"a", "b", "labels", "mean", "sd", "seeds", "exceeds_noise"}]}
+
+`transfer` is importable (notebooks call it: ``transfer(workdir_or_list, config)``) and defines
+no flags; they exist only when run as a program.
 """
 
 from __future__ import annotations
@@ -18,14 +48,27 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
+from livermore_brain import families
 from livermore_brain.data import labeled
-from livermore_brain.eval import brain_features as bfl
+from livermore_brain.eval import finetune as finetune_lib
 from livermore_brain.eval import linear_probe
+from livermore_brain.train import run_dir
+
+MODES = ("probe", "finetune", "both")
+
+# The LDRD report's Fig. 4 (left): features learned on CIFAR-10 images, transferred to MNIST digit
+# recognition, error rates with 1k / 10k labeled transfer training images. Published, not rerun.
+REFERENCE = {
+  "report: autoencoder (CIFAR-10 → MNIST)": {"1000": 0.0723, "10000": 0.0188},
+  "report: GAN w/ curriculum (CIFAR-10 → MNIST)": {"1000": 0.0543, "10000": 0.0173},
+}
 
 
+# ---- parsing -----------------------------------------------------------------------------------
 def parse_counts(text, available: int) -> list[int]:
   """``"1000,10000"`` -> ``[1000, 10000]``; ``"all"`` -> ``[available]``."""
   out = []
@@ -57,6 +100,39 @@ def parse_l2(text):
   return vals[0] if len(vals) == 1 else tuple(vals)
 
 
+def parse_workdirs(workdirs: str | Sequence[str]) -> list[str]:
+  """Run directories, absolute, in order, each once; a string is one directory."""
+  items = [workdirs] if isinstance(workdirs, (str, os.PathLike)) else list(workdirs)
+  out = [os.path.abspath(os.path.expanduser(str(w))) for w in items if str(w).strip()]
+  if not out:
+    raise ValueError("no run directory given; e.g. --workdir=runs/rica_yfcc-cpu")
+  return list(dict.fromkeys(out))
+
+
+def parse_layers(text) -> list[tuple[str | None, str]]:
+  """``"layer2,supervised:pool"`` -> ``[(None, "layer2"), ("supervised", "pool")]``."""
+  out = []
+  for item in str(text).replace(" ", "").split(","):
+    if not item:
+      continue
+    fam, sep, src = item.rpartition(":")
+    if sep and fam not in families.FAMILIES:
+      raise ValueError(
+        f"layers: unknown family {fam!r} in {item!r}; known families: {', '.join(families.FAMILIES)}"
+      )
+    if not src or any(not p for p in src.split("+")):
+      raise ValueError(f"layers: empty layer name in {item!r}")
+    out.append((fam if sep else None, src))
+  return out
+
+
+def probe_seeds(config) -> list[int]:
+  k = int(config.probe_seeds)
+  if k < 1:
+    raise ValueError(f"probe_seeds must be >= 1 (3 or more for a mean ± sd), got {k}")
+  return [int(config.seed) + i for i in range(k)]
+
+
 def resolve_pool(shape, pool: int, max_features: int) -> int | None:
   """A layer's pooling grid: ``pool > 0`` as given, ``0`` none, ``-1`` auto: a map with more than
   ``max_features`` values is pooled 2x2 at a time (grid ``ceil(g / 2)``) until it fits."""
@@ -69,111 +145,435 @@ def resolve_pool(shape, pool: int, max_features: int) -> int | None:
   return None if g >= max(h, w) else g
 
 
-def source_layers(bf, name: str) -> list[int]:
-  """``"layer1+layer3"`` -> ``[0, 2]``."""
-  return [bf.layer_index(part) for part in name.split("+")]
+# ---- systems and layers ------------------------------------------------------------------------
+def default_layers(fx) -> list[str]:
+  """RICA: every exported layer; other families: the last three before ``logits``."""
+  if fx.family == "rica":
+    return list(fx.layers)
+  return [n for n in fx.layers if n != "logits"][-3:]
 
 
-def transfer(workdir: str, config, log=print) -> dict:
-  """The transfer table of the run in ``workdir`` (see the module docstring); returns it."""
+def canonical_layer(fx, part: str, where: str, hint: str = "") -> str:
+  """A layer name (or index) of ``fx`` -> its exported name; one clear error otherwise."""
+  names = list(fx.layers)
+  if part in names:
+    return part
+  if part.lstrip("-").isdigit() and -len(names) <= int(part) < len(names):
+    return names[int(part)]
+  raise ValueError(
+    f"unknown layer {part!r} for {where} (a {fx.family} run); it exports {', '.join(names)}{hint}"
+  )
+
+
+def layers_for(fx, specs, where: str, several: bool) -> list[str]:
+  """The feature sources of one run: the ``specs`` that apply to its family, else its default."""
+  chosen = [src for fam, src in specs if fam in (None, fx.family)]
+  hint = (
+    "; --config.layers applies to every run, or to every run of one family with a prefix "
+    "(e.g. rica:layer2,supervised:pool): choose layers each of them exports"
+    if several
+    else ""
+  )
+  out = ["+".join(canonical_layer(fx, p, where, hint) for p in src.split("+")) for src in chosen]
+  return list(dict.fromkeys(out)) or default_layers(fx)
+
+
+def system_names(fxs, workdirs) -> list[str]:
+  """``rica_yfcc-cpu (rica)``, ``resception-cpu (resception, supervised)``; parent folders are
+  added while two runs would share a name."""
+  depth, names = 1, []
+  while True:
+    bases = [os.path.join(*os.path.normpath(w).split(os.sep)[-depth:]) for w in workdirs]
+    if len(set(bases)) == len(bases) or depth > 8:
+      break
+    depth += 1
+  for fx, base in zip(fxs, bases):
+    arch = getattr(fx, "arch", None)
+    tag = f"{arch}, {fx.family}" if arch else fx.family
+    names.append(f"{base} ({tag})")
+  return names
+
+
+def _data_multiple(fx) -> int:
+  mesh = getattr(fx, "mesh", None)
+  try:
+    return int(mesh.shape["data"]) if mesh is not None else 1
+  except (KeyError, AttributeError, TypeError):
+    return 1
+
+
+# ---- differences -------------------------------------------------------------------------------
+def paired_difference(a: dict, b: dict) -> dict | None:
+  """``a - b`` error over the seeds both cells share, paired; None with no shared seed.
+
+  ``exceeds_noise``: ``|mean| > 2 sd / sqrt(k)`` with k >= 2 paired seeds (sd with ddof=1);
+  None when the differences do not vary (e.g. every seed probed all labels: nothing to judge by)."""
+  eb = dict(zip(b.get("seeds", []), b.get("errors", [])))
+  pairs = [(ea, eb[s]) for s, ea in zip(a.get("seeds", []), a.get("errors", [])) if s in eb]
+  if not pairs:
+    return None
+  d = np.array([x - y for x, y in pairs], np.float64)
+  mean, sd = linear_probe.summarize(d)
+  k = d.size
+  exceeds = None if not sd else bool(abs(mean) > 2 * sd / math.sqrt(k))
+  return {"mean": mean, "sd": sd, "seeds": k, "exceeds_noise": exceeds}
+
+
+def differences(rows: dict, cols: list[str]) -> list[dict]:
+  """Trained vs random init, and fine-tuned vs the probe and vs fine-tuned random init, per layer
+  and label count (rows of the same system and layer)."""
+  pairs = []
+  for label, row in rows.items():
+    if row["kind"] != "trained":
+      continue
+    base = label.rsplit(" (", 1)[0]
+    if row["method"] == "probe":
+      pairs.append((label, f"{base} (random init)"))
+    else:
+      pairs += [(label, f"{base} (trained)"), (label, f"{base} (random init, fine-tuned)")]
+  out = []
+  for a, b in pairs:
+    if b not in rows:
+      continue
+    for c in cols:
+      ca, cb = rows[a]["cells"].get(c), rows[b]["cells"].get(c)
+      if ca is None or cb is None:
+        continue
+      d = paired_difference(ca, cb)
+      if d is not None:
+        out.append({"a": a, "b": b, "labels": c, **d})
+  return out
+
+
+def _describe_difference(d: dict) -> str:
+  sd = "" if d["sd"] is None else f" ± {100 * d['sd']:.2f}"
+  base, tag_a = d["a"].rsplit(" (", 1)
+  tag_b = d["b"].rsplit(" (", 1)[1]
+  verdict = {
+    True: "exceeds the noise",
+    False: "within the noise",
+    None: "no seed-to-seed variation to judge it by",
+  }[d["exceeds_noise"]]
+  return (
+    f"- {base}: ({tag_a} − ({tag_b}, {d['labels']} labels: "
+    f"{100 * d['mean']:+.2f}{sd} points ({d['seeds']} paired seeds): {verdict}"
+  )
+
+
+# ---- the table ---------------------------------------------------------------------------------
+def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> dict:
+  """The transfer table of the runs in ``workdirs`` (one directory or several; see the module
+  docstring); writes it to ``out_dir`` and returns it. ``devices``: where the networks run
+  (default: all, on each run's mesh)."""
+  workdirs = parse_workdirs(workdirs)
+  mode = str(config.mode)
+  if mode not in MODES:
+    raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+  seeds = probe_seeds(config)
+  l2 = parse_l2(config.l2)
+  specs = parse_layers(config.layers)
   step = None if int(config.step) < 0 else int(config.step)
-  bf = bfl.BrainFeatures.load(workdir, step=step)
-  workdir = bf.workdir
+  rseed = None if int(config.random_seed) < 0 else int(config.random_seed)
+  bs, pool_mode = int(config.batch_size), str(config.pool_mode)
+  if pool_mode not in ("avg", "max"):
+    raise ValueError(f"pool_mode must be avg or max, got {pool_mode!r}")
+  ft = config.finetune
+  if mode != "probe" and str(ft.init_head) not in finetune_lib.INIT_HEADS:
+    raise ValueError(
+      f"finetune.init_head must be one of {', '.join(finetune_lib.INIT_HEADS)}, got "
+      f"{ft.init_head!r}"
+    )
+  if mode != "probe" and any("+" in src for _, src in specs):
+    raise ValueError("fine-tuning takes single layers; drop the 'a+b' sources or use mode=probe")
+  for wd in workdirs:  # every one a run, before anything heavy loads
+    families.family_of(run_dir.load_config(wd))
+
+  # Systems: the extractors, their layers (validated before any compute) and pooling.
+  fxs = []
+  for wd in workdirs:
+    log(f"transfer: loading {wd}")
+    fxs.append(families.load_features(wd, step=step, devices=devices))
+  names = system_names(fxs, workdirs)
+  several = len(fxs) > 1
+  layers = [layers_for(fx, specs, wd, several) for fx, wd in zip(fxs, workdirs)]
+  pools = []
+  for fx, srcs in zip(fxs, layers):
+    parts = dict.fromkeys(p for src in srcs for p in src.split("+"))
+    pools.append(
+      {
+        p: resolve_pool(fx.feature_shape(p), int(config.pool), int(config.max_features))
+        for p in parts
+      }
+    )
+
+  # Data: native-size images for raw pixels; each network's input size for its features.
   raw_train, raw_test, desc = labeled.labeled_sets(
     config.dataset,
-    bf.spec.input_shape,
+    fxs[0].input_shape,
     seed=int(config.seed),
     train_limit=int(config.train_limit) or None,
     test_limit=int(config.test_limit) or None,
     data_dir=config.tfds_data_dir or None,
   )
-  train, test = (labeled.at_input(d, bf.spec.input_shape) for d in (raw_train, raw_test))
-  names = [s.name for s in bf.spec.layers]
-  layers = [s for s in str(config.layers).replace(" ", "").split(",") if s] or names
-  for src in layers:
-    source_layers(bf, src)  # validates every name before any compute
-  each = config.random_layer == "each"
-  rand_src = layers[-1] if each or not config.random_layer else config.random_layer
-  source_layers(bf, rand_src)
-  pools = {
-    i: resolve_pool(bf.spec.output_shape(i), int(config.pool), int(config.max_features))
-    for i in range(len(names))
-  }
-  bs, mode = int(config.batch_size), config.pool_mode
-  cache = {}
-
-  def feats(net, i):
-    key = (net.name, i)
-    if key not in cache:
-      cache[key] = tuple(
-        net.features(d.images, i, pools[i], pool_mode=mode, batch_size=bs) for d in (train, test)
-      )
-    return cache[key]
-
-  def combine(net, src):
-    parts = [feats(net, i) for i in source_layers(bf, src)]
-    return tuple(np.concatenate([p[j] for p in parts], axis=1) for j in (0, 1))
-
-  flat = lambda d: d.images.reshape(d.images.shape[0], -1)
-  seed = None if int(config.random_seed) < 0 else int(config.random_seed)
-  sources = {"raw_pixels": (flat(raw_train), flat(raw_test))}
-  rnd = bf.random_network(seed)
-  sources["random_network"] = combine(rnd, rand_src)
-  for src in layers[:-1] if each else []:
-    sources[f"random_network:{src}"] = combine(rnd, src)
-  for src in layers:
-    sources[src] = combine(bf, src)
-  log(f"transfer: {workdir}, step {bf.step}; {desc}")
-  for name, (xtr, _) in sources.items():
-    log(f"  {name}: {xtr.shape[1]} features")
-
-  avail = len(train.labels)
+  ytr, yte = raw_train.labels, raw_test.labels
+  num_classes = len(raw_train.class_names)
+  avail = len(ytr)
   requested = parse_counts(config.label_counts, avail)
-  used = list(dict.fromkeys(min(n, avail) for n in requested))
-  table = linear_probe.transfer_table(
-    sources,
-    train.labels,
-    test.labels,
-    used,
-    num_classes=len(train.class_names),
-    seed=int(config.seed),
-    l2=parse_l2(config.l2),
-    max_iter=int(config.max_iter),
+  used = {str(n): min(n, avail) for n in requested}
+  counts = list(dict.fromkeys(used.values()))
+  log(f"transfer: {desc}; labels {', '.join(f'{r} -> {u}' for r, u in used.items())}")
+  inputs = {}
+
+  def at_input(shape):
+    key = tuple(shape)
+    if key not in inputs:
+      inputs[key] = tuple(labeled.at_input(d, key).images for d in (raw_train, raw_test))
+    return inputs[key]
+
+  def by_request(table_row):
+    return {r: table_row[str(u)] for r, u in used.items()}
+
+  probe_kw = dict(num_classes=num_classes, seeds=seeds, l2=l2, max_iter=int(config.max_iter))
+
+  def probe(label, xtr, xte):
+    row = linear_probe.transfer_table({label: (xtr, xte)}, ytr, yte, counts, **probe_kw)[label]
+    log(f"  {label}: " + ", ".join(f"{linear_probe.format_cell(c)}" for c in row.values()))
+    return by_request(row)
+
+  def finetune(label, params, fn, net, images):
+    row = {}
+    for n in counts:
+      errs, steps = [], []
+      for s in seeds:
+        idx = linear_probe.label_subset(ytr, n, seed=s)
+        res = finetune_lib.finetune(
+          fn,
+          params,
+          images[0][idx],
+          ytr[idx],
+          images[1],
+          yte,
+          num_classes,
+          seed=s,
+          epochs=float(ft.epochs),
+          max_steps=int(ft.max_steps),
+          batch_size=int(ft.batch_size),
+          learning_rate=float(ft.learning_rate),
+          backbone_lr_scale=float(ft.backbone_lr_scale),
+          l2=float(ft.l2),
+          batch_multiple=_data_multiple(net),
+          eval_batch_size=bs,
+          init_head=str(ft.init_head),
+          probe_max_iter=int(config.max_iter),
+          pad_to=max(counts),
+        )
+        errs.append(res.error)
+        steps.append(res.steps)
+      row[str(n)] = linear_probe.cell(
+        errs, seeds, n_train=int(idx.shape[0]), n_test=int(len(yte)), steps=steps
+      )
+    log(f"  {label}: " + ", ".join(f"{linear_probe.format_cell(c)}" for c in row.values()))
+    return by_request(row)
+
+  rows: dict[str, dict] = {}
+  flat = lambda x: x.reshape(x.shape[0], -1)
+  rows["raw pixels"] = dict(
+    kind="raw_pixels",
+    method="probe",
+    system=None,
+    workdir=None,
+    layer=None,
+    dim=int(flat(raw_train.images).shape[1]),
+    cells=probe("raw pixels", flat(raw_train.images), flat(raw_test.images)),
+  )
+  runs = []
+  for fx, wd, name, srcs, pool in zip(fxs, workdirs, names, layers, pools):
+    rnd = fx.random_network(rseed)
+    images = at_input(fx.input_shape)
+    runs.append(
+      dict(
+        workdir=wd,
+        system=name,
+        family=fx.family,
+        arch=getattr(fx, "arch", None),
+        step=int(getattr(fx, "step", -1)),
+        input_shape=list(fx.input_shape),
+        layers=srcs,
+        pools=pool,
+        random_seed=rseed,
+        random_network=rnd.name,
+      )
+    )
+    cache = {}
+
+    def feats(net, part, images=images, pool=pool, cache=cache):
+      key = (id(net), part)
+      if key not in cache:
+        cache[key] = tuple(
+          net.features(x, part, pool[part], pool_mode=pool_mode, batch_size=bs) for x in images
+        )
+      return cache[key]
+
+    for src in srcs:
+      parts = src.split("+")
+      meta = dict(system=name, workdir=wd, layer=src)
+      twins = ((fx, "trained", ""), (rnd, "random_init", "random init"))
+      if mode in ("probe", "both"):
+        for net, kind, tag in twins:
+          pair = [feats(net, p) for p in parts]
+          xtr, xte = (np.concatenate([q[j] for q in pair], axis=1) for j in (0, 1))
+          label = f"{name}: {src} ({tag or 'trained'})"
+          rows[label] = dict(
+            kind=kind, method="probe", **meta, dim=int(xtr.shape[1]), cells=probe(label, xtr, xte)
+          )
+      cache.clear()  # features of the next layer are computed afresh; free these
+      if mode in ("finetune", "both"):
+        # fn depends on the architecture only (the extractor interface): both twins share it,
+        # and so one compilation.
+        _, fn = fx.trainable(src, pool[src], pool_mode)
+        dim = int(np.prod(fx.feature_shape(src, pool[src])))
+        for net, kind, tag in twins:
+          label = f"{name}: {src} ({tag + ', ' if tag else ''}fine-tuned)"
+          params, _ = net.trainable(src, pool[src], pool_mode)
+          rows[label] = dict(
+            kind=kind,
+            method="finetune",
+            **meta,
+            dim=dim,
+            cells=finetune(label, params, fn, net, images),
+          )
+  refs = {}
+  if config.reference:
+    for label, vals in REFERENCE.items():
+      cells = {
+        r: {"error": vals[r], "sd": None, "n_train": int(r), "source": "LDRD report, Fig. 4"}
+        for r in used
+        if r in vals
+      }
+      if cells:
+        refs[label] = dict(
+          kind="reference", method="published", system=None, workdir=None, layer=None, dim=None
+        )
+        refs[label]["cells"] = cells
+  rows.update(refs)
+
+  diffs = differences(rows, list(used))
+  out_dir = os.path.abspath(
+    str(config.out_dir) or (workdirs[0] if len(workdirs) == 1 else os.path.join("runs", "transfer"))
   )
   out = {
-    name: {
-      str(n): dict(row[str(min(n, avail))], dim=int(sources[name][0].shape[1])) for n in requested
-    }
-    for name, row in table.items()
+    "dataset": desc,
+    "available_labels": int(avail),
+    "n_test": int(len(yte)),
+    "mode": mode,
+    "label_counts": used,
+    "probe_seeds": seeds,
+    "out_dir": out_dir,
+    "runs": runs,
+    "rows": rows,
+    "differences": diffs,
   }
-  pooled = ", ".join(
-    f"{names[i]} {'pooled to ' + str(g) + 'x' + str(g) if g else 'not pooled'}"
-    for i, g in pools.items()
-  )
-  counts = ", ".join(f"{n} requested -> {min(n, avail)} used" for n in requested)
-  md = "\n".join(
-    [
-      f"# Transfer error, {os.path.basename(workdir)} (step {bf.step})",
-      "",
-      f"Linear probe (L2 logistic regression) test error. Data: {desc}.",
-      f"Labels: {counts} (of {avail} available); test set: {len(test.labels)} images.",
-      f"Network input {'x'.join(map(str, bf.spec.input_shape))}; features after LCN; {pooled} "
-      f"({mode}). `random_network`: {rand_src} of the same architecture with random weights; `raw_pixels`: the images at their native size.",
-      "",
-      linear_probe.to_markdown(out, title="features"),
-    ]
-  )
-  with open(os.path.join(workdir, "transfer.json"), "w") as f:
-    json.dump(out, f, indent=2)
-  with open(os.path.join(workdir, "transfer.md"), "w") as f:
+  md = to_markdown(out, config)
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "transfer.json"), "w") as f:
+    json.dump(out, f, indent=2, ensure_ascii=False)
+  with open(os.path.join(out_dir, "transfer.md"), "w") as f:
     f.write(md)
   log(md)
+  log(f"wrote {os.path.join(out_dir, 'transfer.json')} and transfer.md")
   return out
 
 
-if __name__ == "__main__":
+def to_markdown(out: dict, config) -> str:
+  """``transfer.md``: what was measured, the table, and the paired differences."""
+  k = len(out["probe_seeds"])
+  seeds = ", ".join(map(str, out["probe_seeds"]))
+  avail = out["available_labels"]
+  counts = ", ".join(
+    f"{r} requested -> {u} used" + (" (all: the same images for every seed)" if u == avail else "")
+    for r, u in out["label_counts"].items()
+  )
+  method = {
+    "probe": "Linear probe (L2 logistic regression on frozen features)",
+    "finetune": "Fine-tuning (backbone + linear softmax head, Adam)",
+    "both": "Linear probe (L2 logistic regression on frozen features) and fine-tuning "
+    "(backbone + linear softmax head, Adam)",
+  }[out["mode"]]
+  lines = [
+    "# Transfer error (LDRD report Fig. 4 form)",
+    "",
+    f"{method}: test error, mean ± sd over {k} label subsets (seeds {seeds}; sd with ddof=1; "
+    f"every row uses the same subsets). Data: {out['dataset']}.",
+    f"Labels (of {avail} available): {counts}; test set: {out['n_test']} images. Rows "
+    "(trained) / (random init) are linear probes.",
+    "",
+  ]
+  for r in out["runs"]:
+    pools = ", ".join(
+      f"{p} {'pooled to ' + str(g) + 'x' + str(g) if g else 'not pooled'}"
+      for p, g in r["pools"].items()
+    )
+    lines.append(
+      f"- **{r['system']}**: {r['workdir']}, step {r['step']}, input "
+      f"{'x'.join(map(str, r['input_shape']))}; {pools} ({config.pool_mode}); "
+      f"random init: {r['random_network']}."
+    )
+  lines.append("- **raw pixels**: the images at their native size.")
+  if out["mode"] != "probe":
+    f = config.finetune
+    lines.append(
+      f"- **fine-tuned**: Adam, head lr {f.learning_rate} (from "
+      f"{'the linear probe' if f.init_head == 'probe' else 'zeros'}), backbone lr "
+      f"x{f.backbone_lr_scale}, {f.epochs} epochs of batch {f.batch_size} (at most "
+      f"{f.max_steps} steps), head l2 {f.l2}; convnets keep batch-norm statistics frozen."
+    )
+  if any(r["kind"] == "reference" for r in out["rows"].values()):
+    lines.append(
+      "- **report**: published numbers (features learned on CIFAR-10, transferred to MNIST; "
+      "the report's test protocol), not rerun here."
+    )
+  table = {label: row["cells"] for label, row in out["rows"].items()}
+  lines += ["", linear_probe.to_markdown(table, title="features")]
+  if out["differences"]:
+    lines += [
+      "Paired differences (same label subsets; exceeds the noise when |mean| > 2 sd / √k):",
+      "",
+    ]
+    lines += [_describe_difference(d) for d in out["differences"]]
+    lines.append("")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  from absl import flags
+  from ml_collections import config_flags
+
   from experiments import common
 
-  common.run_on_run_dir(
-    os.path.join(os.path.dirname(__file__), "configs", "transfer.py"), "evaluate", transfer
+  config_file = os.path.join(os.path.dirname(__file__), "configs", "transfer.py")
+  config = config_flags.DEFINE_config_file(
+    "config", config_file, "Config: experiments/configs/transfer.py[:fast].", lock_config=True
   )
+  workdir = flags.DEFINE_multi_string(
+    "workdir", [], "A run directory to evaluate; repeat it to compare several runs."
+  )
+  workdirs = flags.DEFINE_string("workdirs", "", "Comma-separated run directories (or --workdir).")
+
+  def run(argv):
+    if len(argv) > 1:
+      raise ValueError(
+        f"unexpected arguments {argv[1:]}; options are --config.<key>=, --workdir (repeatable), "
+        "--workdirs=A,B"
+      )
+    dirs = list(workdir.value or []) + [d for d in workdirs.value.split(",") if d.strip()]
+    if not dirs:
+      raise ValueError(
+        "--workdir=<run directory> is required (repeat it, or --workdirs=A,B, to compare runs)"
+      )
+    transfer(dirs, config.value)
+
+  common.run(run)
+
+
+if __name__ == "__main__":
+  main()

@@ -83,5 +83,25 @@ def test_transfer_table_structure_and_capping():
   assert table["noise"]["1000"]["error"] > 0.5
   md = lp.to_markdown(table)
   assert "| planted |" in md and "(n=500)" in md and "1000 labels" in md
+  assert " ± " not in md  # one seed: no sd
   with pytest.raises(ValueError, match="labels for"):
     lp.transfer_table({"bad": (x[:10], xte)}, y, yte)
+
+
+def test_transfer_table_over_seeds():
+  x, y = _planted(500, margin=0.1, seed=5)
+  xte, yte = _planted(200, margin=0.1, seed=5)  # the same centres, other noise
+  xte = xte + np.random.default_rng(9).normal(size=xte.shape).astype(np.float32)
+  table = lp.transfer_table({"weak": (x, xte)}, y, yte, (40, 1000), seeds=(3, 4, 5), l2=1e-2)
+  small, capped = table["weak"]["40"], table["weak"]["1000"]
+  assert small["seeds"] == [3, 4, 5] and len(small["errors"]) == 3 and len(small["l2"]) == 3
+  assert small["error"] == pytest.approx(np.mean(small["errors"]))
+  assert small["sd"] == pytest.approx(np.std(small["errors"], ddof=1)) and small["sd"] > 0
+  # Each seed its own subset of 40; the one for seed 3 is what a single-seed table uses.
+  single = lp.transfer_table({"weak": (x, xte)}, y, yte, (40,), seed=3, l2=1e-2)["weak"]["40"]
+  assert single["errors"] == small["errors"][:1] and single["sd"] is None
+  # All 500 labels for every seed: the same probe up to float rounding.
+  assert capped["n_train"] == 500 and capped["sd"] < 1e-6
+  assert lp.format_cell(small, "40").count(" ± ") == 1
+  assert lp.format_cell(capped, "1000").endswith("(n=500)")
+  assert lp.summarize([0.1]) == (0.1, None)

@@ -1,5 +1,6 @@
-"""experiments/transfer.py: a planted separable problem is solved, baselines and label-count
-capping are reported, the command line prints the table."""
+"""experiments/transfer.py: one Fig. 4 table over several run directories (mean ± sd over nested
+label subsets, random-init twins per architecture, raw pixels, the report's rows, fine-tuned
+rows), fine-tuning on a planted problem, clear errors, the command line."""
 
 from __future__ import annotations
 
@@ -8,38 +9,162 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_analyze import ROOT, planted_run, write_bars
+from test_analyze import ROOT, planted_run
 
 from experiments import transfer
+from experiments.configs import rica_yfcc
 from experiments.configs import transfer as transfer_config
+from livermore_brain import families
+from livermore_brain.eval import finetune
+from livermore_brain.eval import linear_probe as lp
+
+ONE = jax.devices()[:1]  # the networks on one device: fewer, smaller compilations
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def planted(tmp_path_factory):
+  """A RICA run (8x8x1, one dense layer of 2 neurons), written directly: no training."""
   return planted_run(tmp_path_factory.mktemp("planted"))
 
 
-def test_planted_separable_problem(run, tmp_path):
-  # Vertical vs horizontal centre bars: the planted layer's neuron 0 is exactly their sign.
-  data = write_bars(tmp_path / "bars", {"horz": ["h"] * 40, "vert": ["v"] * 40})
+@pytest.fixture(scope="module")
+def rica_tiny(tmp_path_factory):
+  """A RICA tiny run (16x16x3, three layers) trained for two steps."""
+  c = rica_yfcc.get_config("tiny")
+  c.tensorboard = False
+  c.num_steps, c.checkpoint_every, c.log_every = 2, 2, 1
+  wd = str(tmp_path_factory.mktemp("rica_tiny"))
+  families.train(c, wd, devices=jax.devices()[:1])
+  return wd
+
+
+def small_config(out_dir, **overrides):
+  """The fast preset on 300 / 100 MNIST digits: seconds per row."""
   cfg = transfer_config.get_config("fast")
-  cfg.dataset = f"folder:{data}"
-  cfg.label_counts = "10,1000"
-  out = transfer.transfer(run, cfg, log=lambda *_: None)
-  assert set(out) == {"raw_pixels", "random_network", "layer1"}
-  for row in out.values():
-    assert set(row) == {"10", "1000"}
-    assert row["10"]["n_train"] == 10 and row["1000"]["n_train"] == 64  # 80% of 80, capped
-    assert row["1000"]["n_test"] == 16
-  assert out["layer1"]["10"]["error"] == 0.0 and out["layer1"]["1000"]["error"] == 0.0
-  assert out["raw_pixels"]["1000"]["error"] <= 1 / 16
-  assert out["raw_pixels"]["1000"]["dim"] == 8 * 8 and out["layer1"]["1000"]["dim"] == 2
-  with open(os.path.join(run, "transfer.json")) as f:
+  cfg.train_limit, cfg.test_limit = 300, 100
+  cfg.label_counts = "30,1000"  # 1000 is capped at the 300 loaded; the report has a 1k column
+  cfg.max_iter = 50
+  cfg.batch_size = 100  # one feature batch shape for the 300 train and 100 test images
+  cfg.finetune.max_steps = 6
+  cfg.out_dir = str(out_dir)
+  for k, v in overrides.items():
+    cfg[k] = v
+  return cfg
+
+
+def test_one_table_over_two_runs(planted, rica_tiny, tmp_path):
+  cfg = small_config(tmp_path / "table", layers="layer1", mode="both")
+  out = transfer.transfer([rica_tiny, planted], cfg, log=lambda *_: None, devices=ONE)
+  names = [r["system"] for r in out["runs"]]
+  assert names == [f"{os.path.basename(rica_tiny)} (rica)", f"{os.path.basename(planted)} (rica)"]
+  tags = ["trained", "random init", "fine-tuned", "random init, fine-tuned"]
+  expected = ["raw pixels"] + [f"{n}: layer1 ({t})" for n in names for t in tags]
+  expected += list(transfer.REFERENCE)
+  assert list(out["rows"]) == expected
+  assert out["label_counts"] == {"30": 30, "1000": 300} and out["probe_seeds"] == [0, 1, 2]
+  # The random-init twin of each architecture: same layer, other weights, own rows.
+  assert all(r["random_network"].startswith("random (seed") for r in out["runs"])
+  assert out["rows"][f"{names[1]}: layer1 (trained)"]["dim"] == 2
+  assert out["rows"][f"{names[0]}: layer1 (random init)"]["dim"] == 6 * 6 * 8
+  for label, row in out["rows"].items():
+    if row["kind"] == "reference":
+      continue
+    for col, c in row["cells"].items():
+      assert c["seeds"] == [0, 1, 2] and len(c["errors"]) == 3
+      assert c["error"] == pytest.approx(np.mean(c["errors"]))
+      assert c["sd"] == pytest.approx(np.std(c["errors"], ddof=1))
+      assert c["n_train"] == {"30": 30, "1000": 300}[col] and c["n_test"] == 100
+    if row["method"] == "probe":  # 30 labels: three different subsets, three different errors
+      assert row["cells"]["30"]["sd"] > 0, label
+  # The planted layer separates bars, not digits; the 16x16x3 tiny run's layer 1 is far better.
+  assert out["rows"][f"{names[0]}: layer1 (trained)"]["cells"]["1000"]["error"] < 0.6
+  ref = out["rows"]["report: autoencoder (CIFAR-10 → MNIST)"]["cells"]
+  assert set(ref) == {"1000"} and ref["1000"]["error"] == 0.0723
+  assert {(d["a"].rsplit(" (", 1)[1], d["b"].rsplit(" (", 1)[1]) for d in out["differences"]} == {
+    ("trained)", "random init)"),
+    ("fine-tuned)", "trained)"),
+    ("fine-tuned)", "random init, fine-tuned)"),
+  }
+  with open(tmp_path / "table" / "transfer.json") as f:
     assert json.load(f) == out
-  md = open(os.path.join(run, "transfer.md")).read()
-  assert "| layer1 | 0.00% | 0.00% (n=64) |" in md and "raw_pixels" in md
+  md = (tmp_path / "table" / "transfer.md").read_text()
+  assert "| features | 30 labels | 1000 labels |" in md
+  row = next(line for line in md.splitlines() if line.startswith("| raw pixels |"))
+  assert row.count(" ± ") == 2 and "(n=300)" in row
+  assert "| report: GAN w/ curriculum (CIFAR-10 → MNIST) | — | 5.43% |" in md
+  assert "paired seeds" in md
+
+
+def test_label_subsets_differ_by_seed_and_nest_in_n():
+  y = np.repeat(np.arange(4), 50)
+  small = [lp.label_subset(y, 20, seed=s) for s in range(3)]
+  big = [lp.label_subset(y, 60, seed=s) for s in range(3)]
+  assert len({tuple(sorted(a.tolist())) for a in small}) == 3  # each seed its own subset
+  for a, b in zip(small, big):
+    np.testing.assert_array_equal(b[:20], a)  # nested: the 20 are the first of the 60
+    assert np.bincount(y[a], minlength=4).tolist() == [5] * 4
+
+
+def _separable(n, seed):
+  """4x4 images of noise; the class (0/1) shifts pixel (0, 0) by ±3."""
+  rng = np.random.default_rng(seed)
+  y = (np.arange(n) % 2).astype(np.int32)
+  x = rng.normal(size=(n, 4, 4, 1)).astype(np.float32)
+  x[:, 0, 0, 0] += 3.0 * (2 * y - 1)
+  return x, y
+
+
+def test_finetune_learns_what_the_frozen_features_miss():
+  # Two tanh features blind to the informative pixel: frozen, a probe is at chance; fine-tuned
+  # through the feature function, the network finds the pixel.
+  w = np.random.default_rng(1).normal(size=(16, 2)).astype(np.float32)
+  w[0] = 0.0
+  params = {"w": jnp.asarray(w)}
+  fn = lambda p, images: jnp.tanh(images.reshape(images.shape[0], -1) @ p["w"])
+  xtr, ytr = _separable(200, 0)
+  xte, yte = _separable(200, 1)
+  frozen = lp.fit(np.asarray(fn(params, xtr)), ytr, 2, l2=1e-2)
+  frozen_err = lp.error_rate(frozen, np.asarray(fn(params, xte)), yte)
+  kw = dict(epochs=20, batch_size=32, learning_rate=0.05, backbone_lr_scale=1.0, seed=3)
+  res = finetune.finetune(fn, params, xtr, ytr, xte, yte, 2, **kw)
+  assert frozen_err > 0.3 and res.error < 0.05 and res.error < frozen_err
+  assert res.steps == 125 and res.batch_size == 32  # ceil(20 epochs * 200 / 32)
+  again = finetune.finetune(fn, params, xtr, ytr, xte, yte, 2, **kw)  # deterministic in seed
+  np.testing.assert_array_equal(again.params["w"], res.params["w"])
+  still = finetune.finetune(fn, params, xtr, ytr, xte, yte, 2, **{**kw, "backbone_lr_scale": 0.0})
+  np.testing.assert_array_equal(still.params["w"], w)  # scale 0: the backbone stays frozen
+
+
+def test_layers_defaults_and_errors(planted, tmp_path):
+  class Conv:  # the supervised extractor's interface, enough for the layer choice
+    family, arch = "supervised", "resception"
+    layers = ("stem", "block1", "block2", "block3", "pool", "logits")
+
+  assert transfer.default_layers(Conv()) == ["block2", "block3", "pool"]
+  specs = transfer.parse_layers("block3,rica:layer1, supervised:pool")
+  assert specs == [(None, "block3"), ("rica", "layer1"), ("supervised", "pool")]
+  assert transfer.layers_for(Conv(), specs, "x", True) == ["block3", "pool"]
+  assert transfer.layers_for(Conv(), [("rica", "layer1")], "x", True) == transfer.default_layers(
+    Conv()
+  )
+  with pytest.raises(ValueError, match="unknown layer 'layer2' for x .*exports stem, block1"):
+    transfer.layers_for(Conv(), [(None, "layer2")], "x", True)
+  with pytest.raises(ValueError, match="unknown family 'convnet'"):
+    transfer.parse_layers("convnet:pool")
+  cfg = small_config(tmp_path)
+  with pytest.raises(FileNotFoundError, match="is not a run directory"):
+    transfer.transfer([planted, str(tmp_path)], cfg)
+  with pytest.raises(ValueError, match="unknown layer 'pool' for .*planted.* exports layer1$"):
+    transfer.transfer(planted, small_config(tmp_path, layers="pool"), log=print, devices=ONE)
+  with pytest.raises(ValueError, match="mode must be one of probe, finetune, both"):
+    transfer.transfer(planted, small_config(tmp_path, mode="tune"))
+  with pytest.raises(ValueError, match="probe_seeds must be >= 1"):
+    transfer.transfer(planted, small_config(tmp_path, probe_seeds=0))
+  assert not os.path.exists(tmp_path / "transfer.json")
 
 
 def test_parsers_and_auto_pooling():
@@ -53,65 +178,27 @@ def test_parsers_and_auto_pooling():
   assert (
     transfer.resolve_pool((6, 6, 48), 0, 10) is None and transfer.resolve_pool((6, 6, 4), 2, 0) == 2
   )
+  a, b = "/x/a/run", "/x/b/run"
+  fx = type("Fx", (), {"family": "rica"})()
+  assert transfer.system_names([fx, fx], [a, b]) == ["a/run (rica)", "b/run (rica)"]
+  assert transfer.parse_workdirs(["/x/a", "/x/a/", "/x/b"]) == ["/x/a", "/x/b"]
 
 
-def test_cli_mnist_default_states_counts(run):
+def test_cli_takes_several_run_directories(planted, tmp_path):
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)
-  r = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "experiments.transfer",
-      f"--workdir={run}",
-      "--config=experiments/configs/transfer.py:fast",
-      "--config.random_layer=each",
-    ],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=240,
-    env=env,
-  )
-  assert r.returncode == 0, r.stdout + r.stderr
-  assert "| features | 1000 labels | 10000 labels |" in r.stdout
-  assert "10000 requested -> 2000 used (of 2000 available)" in r.stdout  # fast: 2,000 loaded
-  with open(os.path.join(run, "transfer.json")) as f:
-    out = json.load(f)
-  assert (
-    out["raw_pixels"]["10000"]["n_train"] == 2000 and out["raw_pixels"]["1000"]["n_test"] == 500
-  )
-  assert out["raw_pixels"]["1000"]["dim"] == 28 * 28  # native MNIST pixels
-  assert all(0.0 <= out[s][n]["error"] < 0.9 for s in ("raw_pixels", "layer1") for n in out[s])
-
-
-def test_labeled_sets_from_tfds_and_bad_sources(tmp_path):
-  tf = pytest.importorskip("tensorflow")
-  tfds = pytest.importorskip("tensorflow_datasets")
-  from livermore_brain.data import labeled
-
-  rng = np.random.default_rng(0)
-  split = lambda n: tf.data.Dataset.from_tensor_slices(
-    {"image": rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8), "label": np.arange(n) % 2}
-  )
-  features = tfds.features.FeaturesDict(
-    {
-      "image": tfds.features.Image(shape=(8, 8, 3)),
-      "label": tfds.features.ClassLabel(num_classes=2),
-    }
-  )
-  tfds.dataset_builders.TfDataBuilder(
-    name="two_splits",
-    version="1.0.0",
-    data_dir=str(tmp_path),
-    features=features,
-    split_datasets={"train": split(20), "test": split(6)},
-  ).download_and_prepare()
-  tr, te, desc = labeled.labeled_sets("tfds:two_splits", (4, 4, 1), data_dir=str(tmp_path))
-  assert tr.images.shape == (20, 8, 8, 3) and te.images.shape == (6, 8, 8, 3)
-  assert "20 train / 6 test" in desc
-  assert labeled.at_input(te, (4, 4, 1)).images.shape == (6, 4, 4, 1)
-  tr, te, _ = labeled.labeled_sets("tfds:two_splits:train", (4, 4, 1), data_dir=str(tmp_path))
-  assert (len(tr.labels), len(te.labels)) == (16, 4)
-  with pytest.raises(ValueError, match="is not understood"):
-    labeled.labeled_sets("mnsit", (4, 4, 1))
+  bad = str(tmp_path / "not_a_run")
+  os.makedirs(bad)
+  for args in ([f"--workdir={planted}", f"--workdir={bad}"], [f"--workdirs={planted},{bad}"]):
+    r = subprocess.run(
+      [sys.executable, "-m", "experiments.transfer", *args],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env=env,
+    )
+    # Both directories were read: the second is named in a one-line error, before any compute.
+    assert r.returncode == 2, r.stdout + r.stderr
+    err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and f"{bad} is not a run directory" in err[0], r.stderr
