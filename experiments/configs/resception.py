@@ -16,46 +16,22 @@ Every field below can be overridden with ``--config.<field>=<value>``.
 
 import ml_collections
 
-from livermore_brain import data, sharding
+from experiments.configs import base
 from livermore_brain.models import convnets
-from livermore_brain.train import optim
 
 PRESETS = ("tiny", "cpu", "imagenet")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset = arg or "cpu"
-  if preset not in PRESETS:
-    raise ValueError(
-      f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} "
-      f"(e.g. --config=experiments/configs/resception.py:tiny)"
-    )
-  c = ml_collections.ConfigDict()
-  c.family = "supervised"  # livermore_brain.families
-  c.preset = preset
+  preset = base.check_preset(arg or "cpu", PRESETS, "resception.py")
+  c = base.base_config("supervised", preset)
   c.model = ml_collections.ConfigDict(convnets.PRESETS[preset])
   c.model.arch = "resception"  # or inception (no shortcuts), alexnet (the baseline)
-  c.data = data.default_config()
   c.data.whiten = False
-  c.optimizer = optim.default_config()
   c.optimizer.name = "adamw"
   c.optimizer.weight_decay = 1e-4
   c.optimizer.schedule = "cosine"
   c.eval = ml_collections.ConfigDict(dict(source="", batch_size=256))
-  c.seed = 0
-  c.mesh = ""  # "data:A,model:B"; one of them may be -1; "" = every device on data
-  c.rules = ml_collections.ConfigDict({k: v or "" for k, v in sharding.DEFAULT_RULES})
-  c.tensorboard = True
-  c.keep_checkpoints = 3
-  c.distributed = ml_collections.ConfigDict(
-    dict(
-      enabled="auto",
-      coordinator_address="",
-      num_processes=0,
-      process_id=-1,
-      heartbeat_timeout_s=100,
-    )
-  )
   if preset == "tiny":  # tests: 16x16 digits, seconds
     c.model.input_shape = (16, 16, 1)
     c.model.num_classes = 10

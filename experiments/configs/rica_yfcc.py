@@ -15,48 +15,23 @@ Every field below can be overridden with ``--config.<field>=<value>``.
 
 import ml_collections
 
-from livermore_brain import data, sharding
+from experiments.configs import base
 from livermore_brain.models import presets
-from livermore_brain.train import optim
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset = arg or "cpu"
-  if preset not in presets.PRESETS:
-    raise ValueError(
-      f"unknown preset {preset!r}; choose one of {', '.join(presets.PRESETS)} "
-      f"(e.g. --config=experiments/configs/rica_yfcc.py:tiny)"
-    )
-  c = ml_collections.ConfigDict()
-  c.family = "rica"  # livermore_brain.families
-  c.preset = preset
-  c.eval_every = 0  # the RICA task has no periodic evaluation (experiments.analyze/transfer)
+  preset = base.check_preset(arg or "cpu", presets.PRESETS, "rica_yfcc.py")
+  c = base.base_config("rica", preset)
   c.model = presets.model_config(preset)
-  c.data = data.default_config()
-  c.optimizer = optim.default_config()
-  c.seed = 0
-  c.mesh = ""  # "data:A,model:B"; one of them may be -1; "" = every device on data
-  c.rules = ml_collections.ConfigDict({k: v or "" for k, v in sharding.DEFAULT_RULES})
   c.compute_dtype = "float32"
   c.remat = False
-  c.tensorboard = True
   c.pipeline = ml_collections.ConfigDict(dict(start_after_blocks=1, sync_every=10))
-  c.distributed = ml_collections.ConfigDict(
-    dict(
-      enabled="auto",
-      coordinator_address="",
-      num_processes=0,
-      process_id=-1,
-      heartbeat_timeout_s=100,
-    )
-  )
   if preset == "tiny":
     c.batch_size = 16
     c.data.block_size = 32
     c.num_steps = 60
     c.log_every = 5
     c.checkpoint_every = 20
-    c.keep_checkpoints = 3
     c.pipeline.start_after_blocks = 5  # layer 2 at step 10, layer 3 at step 20
     c.pipeline.sync_every = 5
     c.optimizer.learning_rate = 1e-2
@@ -66,7 +41,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_steps = 3000
     c.log_every = 50
     c.checkpoint_every = 500
-    c.keep_checkpoints = 3
     c.pipeline.start_after_blocks = 200  # layer 2 joins at step 1000, layer 3 at step 2000
     c.pipeline.sync_every = 50
     # Measured (1,000 layer-1 steps): 3e-3 leaves per-pixel noise in the filters (Adam moves
@@ -80,7 +54,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_steps = 99_207 * 5
     c.log_every = 100
     c.checkpoint_every = 2_000
-    c.keep_checkpoints = 3
     c.pipeline.start_after_blocks = 1_000
     c.pipeline.sync_every = 100
     c.optimizer.learning_rate = 1e-3

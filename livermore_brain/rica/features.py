@@ -53,19 +53,12 @@ from livermore_brain.train import run_dir
 
 
 def pool_map(x: jax.Array, pool: int | None, mode: str = "avg") -> jax.Array:
-  """Pool a spatial-major map ``(H, W, B, K)`` to ``(g, g, B, K)`` (``pool`` = g; None/0: as is)."""
+  """Pool a spatial-major map ``(H, W, B, K)`` to ``(g, g, B, K)`` (``pool`` = g; None/0: as is);
+  `extractor.pool_images` in RICA's layout."""
   if not pool:
     return x
-  if mode not in POOL_MODES:
-    raise ValueError(f"pool mode must be one of {POOL_MODES}, got {mode!r}")
-  if int(pool) < 0:
-    raise ValueError(f"pool must be a positive grid size (or 0 for none), got {pool}")
-  red = jnp.mean if mode == "avg" else jnp.max
-  rows = [
-    jnp.stack([red(x[y0:y1, x0:x1], axis=(0, 1)) for x0, x1 in pool_bins(x.shape[1], pool)])
-    for y0, y1 in pool_bins(x.shape[0], pool)
-  ]
-  return jnp.stack(rows)
+  y = extractor.pool_images(jnp.transpose(x, (2, 0, 1, 3)), pool, mode)
+  return jnp.transpose(y, (1, 2, 0, 3))
 
 
 @dataclasses.dataclass
