@@ -4,6 +4,8 @@ features that do not depend on the mesh."""
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -58,14 +60,18 @@ def test_trains_on_a_2x4_mesh_with_held_out_accuracy(full_run):
 def test_resume_is_bitwise(tmp_path):
   # A constant learning rate: the cosine schedule depends on num_steps, which this test changes
   # to stop the first run half way (a pre-empted run resumes with the same num_steps).
-  cfg = lambda n: tiny(mesh="data:2,model:4", num_steps=n, **{"optimizer.schedule": "constant"})
+  def cfg(n):
+    c = tiny(mesh="data:2,model:4", num_steps=n, **{"optimizer.schedule": "constant"})
+    c.eval.source = ""  # evaluation reads the state only; not needed here
+    return c
+
   full, part = str(tmp_path / "full"), str(tmp_path / "part")
-  families.train(cfg(30), full)
-  families.train(cfg(20), part)  # checkpoint at 20
-  families.train(cfg(30), part)  # resumes to 30
-  step_a, a = state_np(full, cfg(30))
-  step_b, b = state_np(part, cfg(30))
-  assert step_a == step_b == 30
+  families.train(cfg(12), full)
+  families.train(cfg(6), part)  # checkpoint at 6
+  families.train(cfg(12), part)  # resumes to 12
+  step_a, a = state_np(full, cfg(12))
+  step_b, b = state_np(part, cfg(12))
+  assert step_a == step_b == 12
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
   assert jax.tree.leaves(a.batch_stats)  # batch-norm statistics are part of the checkpoint
@@ -129,3 +135,40 @@ def test_loop_rejects_unknown_family(tmp_path):
   c.family = "gan9000"
   with pytest.raises(ValueError, match=r"unknown model family 'gan9000'.*rica, supervised"):
     families.train(c, str(tmp_path))
+
+
+def test_transfer_table_over_a_supervised_and_a_rica_run(full_run, tmp_path):
+  from test_analyze import planted_run
+  from test_transfer import small_config
+
+  from experiments import transfer
+
+  wd, _ = full_run
+  rica = planted_run(tmp_path / "rica")
+  cfg = small_config(tmp_path / "table", layers="supervised:pool,rica:layer1", mode="probe")
+  out = transfer.transfer([wd, rica], cfg, log=lambda *_: None, devices=jax.devices()[:1])
+  sup = f"{os.path.basename(wd)} (resception, supervised)"
+  assert [r["system"] for r in out["runs"]][0] == sup
+  rows = out["rows"]
+  for tag in ("trained", "random init"):
+    cells = rows[f"{sup}: pool ({tag})"]["cells"]
+    assert len(cells["30"]["errors"]) == 3 and 0 <= cells["30"]["error"] <= 1
+  assert "raw pixels" in rows and any(r.endswith("layer1 (trained)") for r in rows)
+  # The two rows are different networks: trained and random-init features give other errors.
+  trained = rows[f"{sup}: pool (trained)"]["cells"]["1000"]["errors"]
+  assert trained != rows[f"{sup}: pool (random init)"]["cells"]["1000"]["errors"]
+
+
+def test_analyze_runs_on_a_supervised_run(full_run):
+  from experiments import analyze
+  from experiments.configs import analyze as analyze_config
+
+  wd, _ = full_run
+  cfg = analyze_config.get_config("fast")
+  cfg.probe.limit = 300
+  cfg.stimuli.num_images = 64
+  summary = analyze.analyze(wd, cfg, log=lambda *_: None)
+  assert summary["layer"] == "pool" and "filters" not in summary
+  sel = summary["selectivity"]
+  assert 0.5 <= sel["trained"]["best_accuracy"] <= 1 and sel["chance"] == pytest.approx(0.5)
+  assert os.path.exists(os.path.join(wd, "top_stimuli.png"))
