@@ -52,10 +52,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from experiments.configs.transfer import (  # noqa: F401 - the config's parsers, used here
+  parse_counts,
+  parse_l2,
+  parse_layers,
+  parse_workdirs,
+  probe_seeds,
+)
 from livermore_brain import families
 from livermore_brain.data import labeled
 from livermore_brain.eval import finetune as finetune_lib
 from livermore_brain.eval import linear_probe
+from livermore_brain.eval.transfer_report import differences, to_markdown  # noqa: F401
 from livermore_brain.train import run_dir
 
 MODES = ("probe", "finetune", "both")
@@ -69,70 +77,6 @@ REFERENCE = {
 
 
 # ---- parsing -----------------------------------------------------------------------------------
-def parse_counts(text, available: int) -> list[int]:
-  """``"1000,10000"`` -> ``[1000, 10000]``; ``"all"`` -> ``[available]``."""
-  out = []
-  for part in str(text).replace(" ", "").split(","):
-    if not part:
-      continue
-    if part == "all":
-      out.append(int(available))
-      continue
-    try:
-      n = int(float(part))
-    except ValueError:
-      raise ValueError(f"label_counts must be integers or 'all', got {text!r}") from None
-    if n <= 0:
-      raise ValueError(f"label counts must be positive, got {n}")
-    out.append(n)
-  if not out:
-    raise ValueError("label_counts is empty; e.g. --config.label_counts=1000,10000")
-  return list(dict.fromkeys(out))
-
-
-def parse_l2(text):
-  try:
-    vals = [float(v) for v in str(text).replace(" ", "").split(",") if v]
-  except ValueError:
-    raise ValueError(f"l2 must be comma-separated numbers, got {text!r}") from None
-  if not vals:
-    raise ValueError("l2 is empty; e.g. --config.l2=1e-3 or 1e-4,1e-3,1e-2")
-  return vals[0] if len(vals) == 1 else tuple(vals)
-
-
-def parse_workdirs(workdirs: str | Sequence[str]) -> list[str]:
-  """Run directories, absolute, in order, each once; a string is one directory."""
-  items = [workdirs] if isinstance(workdirs, (str, os.PathLike)) else list(workdirs)
-  out = [os.path.abspath(os.path.expanduser(str(w))) for w in items if str(w).strip()]
-  if not out:
-    raise ValueError("no run directory given; e.g. --workdir=runs/rica_yfcc-cpu")
-  return list(dict.fromkeys(out))
-
-
-def parse_layers(text) -> list[tuple[str | None, str]]:
-  """``"layer2,supervised:pool"`` -> ``[(None, "layer2"), ("supervised", "pool")]``."""
-  out = []
-  for item in str(text).replace(" ", "").split(","):
-    if not item:
-      continue
-    fam, sep, src = item.rpartition(":")
-    if sep and fam not in families.FAMILIES:
-      raise ValueError(
-        f"layers: unknown family {fam!r} in {item!r}; known families: {', '.join(families.FAMILIES)}"
-      )
-    if not src or any(not p for p in src.split("+")):
-      raise ValueError(f"layers: empty layer name in {item!r}")
-    out.append((fam if sep else None, src))
-  return out
-
-
-def probe_seeds(config) -> list[int]:
-  k = int(config.probe_seeds)
-  if k < 1:
-    raise ValueError(f"probe_seeds must be >= 1 (3 or more for a mean ± sd), got {k}")
-  return [int(config.seed) + i for i in range(k)]
-
-
 def resolve_pool(shape, pool: int, max_features: int) -> int | None:
   """A layer's pooling grid: ``pool > 0`` as given, ``0`` none, ``-1`` auto: a map with more than
   ``max_features`` values is pooled 2x2 at a time (grid ``ceil(g / 2)``) until it fits."""
@@ -200,64 +144,6 @@ def _data_multiple(fx) -> int:
     return int(mesh.shape["data"]) if mesh is not None else 1
   except (KeyError, AttributeError, TypeError):
     return 1
-
-
-# ---- differences -------------------------------------------------------------------------------
-def paired_difference(a: dict, b: dict) -> dict | None:
-  """``a - b`` error over the seeds both cells share, paired; None with no shared seed.
-
-  ``exceeds_noise``: ``|mean| > 2 sd / sqrt(k)`` with k >= 2 paired seeds (sd with ddof=1);
-  None when the differences do not vary (e.g. every seed probed all labels: nothing to judge by)."""
-  eb = dict(zip(b.get("seeds", []), b.get("errors", [])))
-  pairs = [(ea, eb[s]) for s, ea in zip(a.get("seeds", []), a.get("errors", [])) if s in eb]
-  if not pairs:
-    return None
-  d = np.array([x - y for x, y in pairs], np.float64)
-  mean, sd = linear_probe.summarize(d)
-  k = d.size
-  exceeds = None if not sd else bool(abs(mean) > 2 * sd / math.sqrt(k))
-  return {"mean": mean, "sd": sd, "seeds": k, "exceeds_noise": exceeds}
-
-
-def differences(rows: dict, cols: list[str]) -> list[dict]:
-  """Trained vs random init, and fine-tuned vs the probe and vs fine-tuned random init, per layer
-  and label count (rows of the same system and layer)."""
-  pairs = []
-  for label, row in rows.items():
-    if row["kind"] != "trained":
-      continue
-    base = label.rsplit(" (", 1)[0]
-    if row["method"] == "probe":
-      pairs.append((label, f"{base} (random init)"))
-    else:
-      pairs += [(label, f"{base} (trained)"), (label, f"{base} (random init, fine-tuned)")]
-  out = []
-  for a, b in pairs:
-    if b not in rows:
-      continue
-    for c in cols:
-      ca, cb = rows[a]["cells"].get(c), rows[b]["cells"].get(c)
-      if ca is None or cb is None:
-        continue
-      d = paired_difference(ca, cb)
-      if d is not None:
-        out.append({"a": a, "b": b, "labels": c, **d})
-  return out
-
-
-def _describe_difference(d: dict) -> str:
-  sd = "" if d["sd"] is None else f" ± {100 * d['sd']:.2f}"
-  base, tag_a = d["a"].rsplit(" (", 1)
-  tag_b = d["b"].rsplit(" (", 1)[1]
-  verdict = {
-    True: "exceeds the noise",
-    False: "within the noise",
-    None: "no seed-to-seed variation to judge it by",
-  }[d["exceeds_noise"]]
-  return (
-    f"- {base}: ({tag_a} − ({tag_b}, {d['labels']} labels: "
-    f"{100 * d['mean']:+.2f}{sd} points ({d['seeds']} paired seeds): {verdict}"
-  )
 
 
 # ---- the table ---------------------------------------------------------------------------------
@@ -482,66 +368,6 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
   log(md)
   log(f"wrote {os.path.join(out_dir, 'transfer.json')} and transfer.md")
   return out
-
-
-def to_markdown(out: dict, config) -> str:
-  """``transfer.md``: what was measured, the table, and the paired differences."""
-  k = len(out["probe_seeds"])
-  seeds = ", ".join(map(str, out["probe_seeds"]))
-  avail = out["available_labels"]
-  counts = ", ".join(
-    f"{r} requested -> {u} used" + (" (all: the same images for every seed)" if u == avail else "")
-    for r, u in out["label_counts"].items()
-  )
-  method = {
-    "probe": "Linear probe (L2 logistic regression on frozen features)",
-    "finetune": "Fine-tuning (backbone + linear softmax head, Adam)",
-    "both": "Linear probe (L2 logistic regression on frozen features) and fine-tuning "
-    "(backbone + linear softmax head, Adam)",
-  }[out["mode"]]
-  lines = [
-    "# Transfer error (LDRD report Fig. 4 form)",
-    "",
-    f"{method}: test error, mean ± sd over {k} label subsets (seeds {seeds}; sd with ddof=1; "
-    f"every row uses the same subsets). Data: {out['dataset']}.",
-    f"Labels (of {avail} available): {counts}; test set: {out['n_test']} images. Rows "
-    "(trained) / (random init) are linear probes.",
-    "",
-  ]
-  for r in out["runs"]:
-    pools = ", ".join(
-      f"{p} {'pooled to ' + str(g) + 'x' + str(g) if g else 'not pooled'}"
-      for p, g in r["pools"].items()
-    )
-    lines.append(
-      f"- **{r['system']}**: {r['workdir']}, step {r['step']}, input "
-      f"{'x'.join(map(str, r['input_shape']))}; {pools} ({config.pool_mode}); "
-      f"random init: {r['random_network']}."
-    )
-  lines.append("- **raw pixels**: the images at their native size.")
-  if out["mode"] != "probe":
-    f = config.finetune
-    lines.append(
-      f"- **fine-tuned**: Adam, head lr {f.learning_rate} (from "
-      f"{'the linear probe' if f.init_head == 'probe' else 'zeros'}), backbone lr "
-      f"x{f.backbone_lr_scale}, {f.epochs} epochs of batch {f.batch_size} (at most "
-      f"{f.max_steps} steps), head l2 {f.l2}; convnets keep batch-norm statistics frozen."
-    )
-  if any(r["kind"] == "reference" for r in out["rows"].values()):
-    lines.append(
-      "- **report**: published numbers (features learned on CIFAR-10, transferred to MNIST; "
-      "the report's test protocol), not rerun here."
-    )
-  table = {label: row["cells"] for label, row in out["rows"].items()}
-  lines += ["", linear_probe.to_markdown(table, title="features")]
-  if out["differences"]:
-    lines += [
-      "Paired differences (same label subsets; exceeds the noise when |mean| > 2 sd / √k):",
-      "",
-    ]
-    lines += [_describe_difference(d) for d in out["differences"]]
-    lines.append("")
-  return "\n".join(lines)
 
 
 def main() -> None:

@@ -13,7 +13,12 @@ Presets: ``default``; ``fast`` (one l2 value, fewer iterations, short fine-tunin
 notebooks, CI). Every field below can be overridden with ``--config.<field>=<value>``.
 """
 
+import os
+from collections.abc import Sequence
+
 import ml_collections
+
+from livermore_brain import families
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -74,3 +79,68 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.finetune.max_steps = 20
     c.finetune.batch_size = 32
   return c
+
+
+# ---- parsing the config's values (one clear ValueError each) ---------------------------------
+def parse_counts(text, available: int) -> list[int]:
+  """``"1000,10000"`` -> ``[1000, 10000]``; ``"all"`` -> ``[available]``."""
+  out = []
+  for part in str(text).replace(" ", "").split(","):
+    if not part:
+      continue
+    if part == "all":
+      out.append(int(available))
+      continue
+    try:
+      n = int(float(part))
+    except ValueError:
+      raise ValueError(f"label_counts must be integers or 'all', got {text!r}") from None
+    if n <= 0:
+      raise ValueError(f"label counts must be positive, got {n}")
+    out.append(n)
+  if not out:
+    raise ValueError("label_counts is empty; e.g. --config.label_counts=1000,10000")
+  return list(dict.fromkeys(out))
+
+
+def parse_l2(text):
+  try:
+    vals = [float(v) for v in str(text).replace(" ", "").split(",") if v]
+  except ValueError:
+    raise ValueError(f"l2 must be comma-separated numbers, got {text!r}") from None
+  if not vals:
+    raise ValueError("l2 is empty; e.g. --config.l2=1e-3 or 1e-4,1e-3,1e-2")
+  return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def parse_workdirs(workdirs: str | Sequence[str]) -> list[str]:
+  """Run directories, absolute, in order, each once; a string is one directory."""
+  items = [workdirs] if isinstance(workdirs, (str, os.PathLike)) else list(workdirs)
+  out = [os.path.abspath(os.path.expanduser(str(w))) for w in items if str(w).strip()]
+  if not out:
+    raise ValueError("no run directory given; e.g. --workdir=runs/rica_yfcc-cpu")
+  return list(dict.fromkeys(out))
+
+
+def parse_layers(text) -> list[tuple[str | None, str]]:
+  """``"layer2,supervised:pool"`` -> ``[(None, "layer2"), ("supervised", "pool")]``."""
+  out = []
+  for item in str(text).replace(" ", "").split(","):
+    if not item:
+      continue
+    fam, sep, src = item.rpartition(":")
+    if sep and fam not in families.FAMILIES:
+      raise ValueError(
+        f"layers: unknown family {fam!r} in {item!r}; known families: {', '.join(families.FAMILIES)}"
+      )
+    if not src or any(not p for p in src.split("+")):
+      raise ValueError(f"layers: empty layer name in {item!r}")
+    out.append((fam if sep else None, src))
+  return out
+
+
+def probe_seeds(config) -> list[int]:
+  k = int(config.probe_seeds)
+  if k < 1:
+    raise ValueError(f"probe_seeds must be >= 1 (3 or more for a mean ± sd), got {k}")
+  return [int(config.seed) + i for i in range(k)]
