@@ -113,9 +113,9 @@ class SupervisedTask(Task):
   def describe(self) -> str:
     h, w, c = self.input_shape
     n = convnets.param_count(self.model, (1, h, w, c))
-    gflops = convnets.flops(self.model, (1, h, w, c)) / 1e9
+    mflops = convnets.flops(self.model, (1, h, w, c)) / 1e6
     return (
-      f"{self.arch}: {n:,} parameters, {gflops:.3f} GFLOP/image forward, input {h}x{w}x{c}, "
+      f"{self.arch}: {n:,} parameters, {mflops:,.1f} MFLOP/image forward, input {h}x{w}x{c}, "
       f"{self.config.model.num_classes} classes, exported layers "
       f"{', '.join(self.model.feature_layers())}"
     )
