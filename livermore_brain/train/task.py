@@ -24,8 +24,9 @@ Contract:
   ``abstract_batch(b)`` the batch they feed it (shapes and dtypes of every `batch_axes` field);
 * ``evaluate(state, step)`` (optional) returns scalar metrics (e.g. held-out accuracy); the loop
   calls it every ``config.eval_every`` steps and at the end, and logs them like step metrics;
-* ``feature_layers`` / ``features`` export named layers for the transfer table
-  (`livermore_brain.eval.extractor`);
+* the family's module (beside its Task) offers ``load_features(workdir, ...)``: an
+  `eval.extractor.FeatureExtractor` over the layers it exports, for analysis and the transfer
+  table (`livermore_brain.families.load_features`);
 * everything else has a do-nothing default.
 """
 
