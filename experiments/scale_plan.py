@@ -8,6 +8,8 @@ r"""What a preset needs per device, by compiling one training step on fake CPU d
       --mesh=data:2,model:4 --stages=all
   python -m experiments.scale_plan --config=experiments/configs/resception.py:imagenet \
       --mesh=data:8,model:1                     # any family's config
+  python -m experiments.scale_plan --config=experiments/configs/rica_yfcc.py:paper \
+      --mesh=data:1,model:8 --device=h200 --optimizer_options   # update options on an H200
 
 Nothing is allocated: the step is lowered from ``jax.ShapeDtypeStruct``s carrying the real
 shardings and compiled for ``data x model`` fake CPU devices (this script sets
@@ -15,7 +17,10 @@ shardings and compiled for ``data x model`` fake CPU devices (this script sets
 as its last line, the plan as JSON. RICA configs get `livermore_brain.planner.plan` (every
 pipeline stage on request, each untied layer alone, bf16 / remat variants); every other family
 the step its task trains with (`planner.plan_task`). Any ``--config.<key>=`` override applies
-(e.g. ``--config.optimizer.name=sgd``).
+(e.g. ``--config.optimizer.name=sgd``). The projection is a roofline
+(`livermore_brain.roofline`): every op of the compiled step at ``max(FLOPs / peak, bytes /
+bandwidth)`` of ``--device`` (datasheet peaks), collectives at ``--link_gbps``; ``--utilization``
+derates it only when given.
 """
 
 from __future__ import annotations
@@ -82,15 +87,27 @@ _ISOLATE = flags.DEFINE_bool("isolate", True, "Also compile each untied layer's 
 _VARIANTS = flags.DEFINE_bool(
   "variants", False, "Also compile float32/bfloat16 x remat off/on and show their effect."
 )
-_TFLOPS = flags.DEFINE_float(
-  "tflops", 0.0, "Peak TFLOP/s per device (default: H100 SXM dense, 989 bf16 / 495 tf32)."
+_DEVICE = flags.DEFINE_enum(
+  "device", "h100", ["h100", "h200", "a100"], "GPU whose datasheet peaks the roofline uses."
 )
-_UTIL = flags.DEFINE_float("utilization", 0.4, "Fraction of peak the step sustains.")
+_PRECISION = flags.DEFINE_enum(
+  "precision", "", ["", "tf32", "fp32", "bf16"],
+  "Matmul precision (default: tf32 for float32 compute, bf16 for bfloat16).",
+)  # fmt: skip
+_LINK = flags.DEFINE_float(
+  "link_gbps", 0.0, "Interconnect GB/s per device and direction (default: the device's NVLink)."
+)
+_UTIL = flags.DEFINE_float(
+  "utilization", 1.0, "Optional derate of the roofline (1.0: the bound itself, the default)."
+)
+_OPTIONS = flags.DEFINE_bool(
+  "optimizer_options", False,
+  "RICA: re-plan the last stage with sgd / momentum / adam and show each one's update share, "
+  "memory per device and a one-pass fused update + projection (and bf16 moments) predicted.",
+)  # fmt: skip
 _IMAGES = flags.DEFINE_float("images", 0.0, "Images to train on (default: num_steps x batch).")
 _MEMORY = flags.DEFINE_float("memory_gb", 80.0, "Device memory to fit, in GB (1e9 bytes).")
 _JSON = flags.DEFINE_string("json_out", "", "Also write the plan JSON to this file.")
-
-H100_PEAK_TFLOPS = {"bfloat16": 989.0, "float32": 495.0}  # dense; float32 matmuls run as TF32
 
 
 def _size(n: float) -> str:
@@ -120,7 +137,7 @@ def _colls(c: dict) -> list[str]:
 
 def format_plan(p: dict) -> str:
   """The human-readable table of a plan (`planner.plan` or `planner.plan_task`)."""
-  b, proj = p["bytes_per_device"], p["projection"]
+  b = p["bytes_per_device"]
   mesh = " x ".join(f"{k}={v}" for k, v in p["mesh"].items())
   family = ""
   if p.get("family", "rica") != "rica":
@@ -186,14 +203,127 @@ def format_plan(p: dict) -> str:
         f"  {v['name']:<26}{_size(v['bytes_per_device']['total']):>14}"
         f"{_size(v['bytes_per_device']['temporaries']):>14}{_flops(v['flops_per_step']):>16}"
       )
-  out += [
-    "",
-    f"projection: {p['devices']} x {proj['tflops_per_device']:g} TFLOP/s x "
-    f"{proj['utilization']:.0%} -> {proj['images_per_sec']:,.0f} images/s; "
-    f"{proj['images']:,.0f} images in "
-    + (f"{proj['days']:,.2f} days" if proj["days"] >= 1 else f"{proj['days'] * 24:,.2f} hours"),
-  ]
+  out += ["", *format_roofline(p)]
+  if p.get("optimizer_options"):
+    out += ["", *format_options(p["optimizer_options"])]
   return "\n".join(out)
+
+
+def _ms(s: float) -> str:
+  return f"{s * 1e3:,.2f} ms"
+
+
+def format_roofline(p: dict) -> list[str]:
+  """Each stage's roofline (per device, ops one after another, collectives not overlapped), the
+  last stage's groups of ops, and the projection."""
+  r = p["roofline"]
+  d = r["device"]
+  derate = f", derated to {r['utilization']:.0%}" if r["utilization"] < 1 else ""
+  out = [
+    f"roofline on {d['name']} ({d['matmul_tflops']:g} TFLOP/s matmul, {d['vector_tflops']:g} "
+    f"other, {d['memory_gbps']:,.0f} GB/s memory, {d['link_gbps']:g} GB/s link{derate}); "
+    "per device, each op max(compute, memory)",
+    f"  {'stage':<8}{'step':>12}{'ops':>12}{'collectives':>14}{'compute-bd':>12}"
+    f"{'memory-bd':>11}{'max(F/P,B/BW)':>15}{'bytes':>12}",
+  ]
+  for s in p.get("stages") or [dict(stage="-", roofline=r)]:
+    q = s["roofline"]
+    out.append(
+      f"  {s['stage']!s:<8}{_ms(q['seconds']):>12}{_ms(q['ops_seconds']):>12}"
+      f"{_ms(q['collective_seconds']):>14}{q['compute_bound_share']:>12.0%}"
+      f"{q['memory_bound_share']:>11.0%}{_ms(q['program_bound_seconds']):>15}"
+      f"{_size(q['bytes']):>12}"
+    )
+  out.append(f"  {'group (last stage)':<34}{'predicted':>12}{'share':>8}{'FLOPs':>16}{'bytes':>12}")
+  for name, g in r["groups"].items():
+    out.append(
+      f"  {name:<34}{_ms(g['seconds']):>12}{g['seconds'] / max(r['ops_seconds'], 1e-30):>8.0%}"
+      f"{_flops(g['flops']):>16}{_size(g['bytes']):>12}"
+    )
+  proj = p["projection"]
+  out.append(
+    f"projection: {_ms(proj['step_seconds'])} per step of {p['batch']} -> "
+    f"{proj['images_per_sec']:,.0f} images/s; {proj['images']:,.0f} images in "
+    + (f"{proj['days']:,.2f} days" if proj["days"] >= 1 else f"{proj['days'] * 24:,.2f} hours")
+  )
+  return out
+
+
+def format_options(rows: list[dict]) -> list[str]:
+  out = [
+    "optimizer options (last stage; 'fused' = one pass reading gradient, filters and moments "
+    "once and writing them once, the row norm in registers: a custom kernel, not XLA's fusions)",
+    f"  {'option':<34}{'per device':>12}{'update':>12}{'share':>8}{'step':>12}{'compiled':>10}",
+  ]
+  for o in rows:
+    out.append(
+      f"  {o['name']:<34}{_size(o['bytes_per_device']):>12}{_ms(o['update_seconds']):>12}"
+      f"{o['update_share']:>8.0%}{_ms(o['step_seconds']):>12}{'yes' if o['compiled'] else 'no':>10}"
+    )
+  return out
+
+
+# Bytes per parameter that one fused pass moves: gradient read, filters read and written, and each
+# float32 moment read and written (8), bfloat16 moments half that.
+_FUSED_BYTES = {"sgd": 12, "momentum": 20, "adam": 28, "adam, bf16 moments": 20}
+_STATE_BYTES = {"sgd": 0, "momentum": 4, "adam": 8, "adam, bf16 moments": 4}  # per parameter
+
+
+def optimizer_options(config, mesh, batch, kw, p: dict) -> list[dict]:
+  """Each optimizer re-planned (the last stage, compiled) plus, for each, one fused pass
+  (predicted from `_FUSED_BYTES` at the device's bandwidth), and Adam with bfloat16 moments (fp32
+  master filters; predicted from the Adam plan: 4 bytes less state per parameter)."""
+  import copy
+
+  from livermore_brain import families, planner
+
+  dev = p["roofline"]["device"]
+  per_device = p["params"]["stored"] / mesh.shape["model"]  # the state splits over model
+  fused = lambda name: per_device * _FUSED_BYTES[name] / (dev["memory_gbps"] * 1e9)
+  plans, rows = {}, []
+  for name in ("adam", "momentum", "sgd"):
+    if config.optimizer.name == name:
+      q = p
+    else:
+      c = copy.deepcopy(config)
+      c.unlock()
+      c.optimizer.name = name
+      task = families.make_task(c)
+      q = planner.plan(task.spec, task.tx, mesh, batch, isolate=False,
+                       compute_dtype=kw["compute_dtype"], remat=kw["remat"], device=kw["device"],
+                       utilization=kw["utilization"], images=kw["images"])  # fmt: skip
+    plans[name] = q
+    r = q["roofline"]
+    upd = r["groups"].get("optimizer update + projection", {}).get("seconds", 0.0)
+    rows.append(dict(name=f"{name} (XLA)", compiled=True, bytes_per_device=q["bytes_per_device"]
+                     ["total"], update_seconds=upd, step_seconds=r["seconds"]))  # fmt: skip
+    rows.append(dict(name=f"{name}, fused update+projection", compiled=False,
+                     bytes_per_device=q["bytes_per_device"]["total"], update_seconds=fused(name),
+                     step_seconds=r["seconds"] - upd + fused(name)))  # fmt: skip
+  adam = plans["adam"]
+  upd = adam["roofline"]["groups"].get("optimizer update + projection", {}).get("seconds", 0.0)
+  saved = per_device * (_STATE_BYTES["adam"] - _STATE_BYTES["adam, bf16 moments"])
+  for fuse in (False, True):
+    t = fused("adam, bf16 moments") if fuse else upd * 20 / 28  # moments' traffic halves
+    rows.append(dict(
+      name="adam, bf16 moments" + (", fused" if fuse else " (XLA, scaled)"), compiled=False,
+      bytes_per_device=adam["bytes_per_device"]["total"] - saved,  # the donated state, once
+      update_seconds=t, step_seconds=adam["roofline"]["seconds"] - upd + t,
+    ))  # fmt: skip
+  for o in rows:
+    o["update_share"] = o["update_seconds"] / o["step_seconds"] if o["step_seconds"] else 0.0
+  return rows
+
+
+def _device(compute_dtype: str):
+  """The roofline's device: ``--device`` at ``--precision`` (default: the compute dtype's),
+  ``--link_gbps`` over its NVLink."""
+  import dataclasses
+
+  from livermore_brain import roofline
+
+  d = roofline.gpu(_DEVICE.value, _PRECISION.value or roofline.precision_for(compute_dtype))
+  return dataclasses.replace(d, link_gbps=_LINK.value) if _LINK.value else d
 
 
 def _rica_plan(config, mesh, batch, kw) -> dict:
@@ -206,12 +336,16 @@ def _rica_plan(config, mesh, batch, kw) -> dict:
   spec, tx = task.spec, task.tx
   dtype = _DTYPE.value or config.get("compute_dtype", "float32")
   remat = {"": bool(config.get("remat", False)), "true": True, "false": False}[_REMAT.value]
-  kw = dict(kw, tflops=kw["tflops"] or H100_PEAK_TFLOPS[jnp.dtype(dtype).name])
+  kw = dict(kw, device=_device(jnp.dtype(dtype).name))
   p = planner.plan(
     spec, tx, mesh, batch, compute_dtype=jnp.dtype(dtype), remat=remat, stages=_STAGES.value,
     isolate=_ISOLATE.value, **kw,
   )  # fmt: skip
   p["family"] = "rica"
+  if _OPTIONS.value:
+    p["optimizer_options"] = optimizer_options(
+      config, mesh, batch, dict(kw, compute_dtype=jnp.dtype(dtype), remat=remat), p
+    )
   if _VARIANTS.value:
     p["variants"] = []
     for d in ("float32", "bfloat16"):
@@ -239,7 +373,7 @@ def _task_plan(config, family, mesh, batch, kw) -> dict:
 
   rica_only = dict(
     compute_dtype=_DTYPE.value, remat=_REMAT.value, variants=_VARIANTS.value,
-    stages=_STAGES.value != "last",
+    stages=_STAGES.value != "last", optimizer_options=_OPTIONS.value,
   )  # fmt: skip
   given = [f"--{k}" for k, v in rica_only.items() if v]
   if given:
@@ -250,9 +384,7 @@ def _task_plan(config, family, mesh, batch, kw) -> dict:
   task = families.make_task(config)
   model = getattr(task, "model", None)
   dtype = jnp.dtype(config.get("compute_dtype", None) or getattr(model, "dtype", "float32"))
-  kw = dict(
-    kw, tflops=kw["tflops"] or H100_PEAK_TFLOPS.get(dtype.name, H100_PEAK_TFLOPS["float32"])
-  )
+  kw = dict(kw, device=_device(dtype.name))
   p = planner.plan_task(task, mesh, batch, **kw)
   p.update(compute_dtype=dtype.name)
   if config.model.get("arch"):
@@ -280,7 +412,7 @@ def main(argv):
   mesh = shd.make_mesh(_MESH.value, jax.devices()[:need])
   batch = _BATCH.value or int(config.batch_size)
   images = _IMAGES.value or float(config.num_steps) * batch
-  kw = dict(rules=rules, tflops=_TFLOPS.value, utilization=_UTIL.value, images=images)
+  kw = dict(rules=rules, utilization=_UTIL.value, images=images)
   if family == "rica":
     p = _rica_plan(config, mesh, batch, kw)
   else:

@@ -15,6 +15,10 @@ Both report:
 * ``collectives``: every all-reduce / all-gather / reduce-scatter / all-to-all /
   collective-permute of the compiled HLO, attributed to the mesh axes its ``replica_groups`` (or
   ``source_target_pairs``) span (`livermore_brain.hlo`);
+* ``xla_cost`` / ``op_totals`` / ``roofline``: XLA's FLOPs and bytes accessed, the same summed
+  over the per-op costs of `livermore_brain.roofline`, and the step predicted on a device (each
+  op's ``max(compute, memory)``, collectives at the device's link bandwidth, grouped by
+  `op_group`); ``projection``: days from that prediction (a utilization derate only if asked);
 * ``params``: the parameter count (RICA: per layer too, and as stored with padded locations);
 * ``untied`` (RICA): each untied layer's own update (`rica.step.layer_update`, the step's) compiled
   alone, its input map given (replicated over ``model``, as the full step provides it after
@@ -38,6 +42,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding
 
+from livermore_brain import roofline
 from livermore_brain import sharding as shd
 from livermore_brain.hlo import collective_axes, parse_collectives, summarize_collectives
 from livermore_brain.models import brain
@@ -55,9 +60,30 @@ def _abstract(tree, shardings):
   )
 
 
-def analyze(compiled, mesh: Mesh, top: int = 6) -> dict:
+def op_group(c: roofline.OpCost) -> str:
+  """The roofline breakdown's group of one op: the optimizer's (RICA names its update's scope,
+  `rica.step.apply_gradients`), then anything with matmul FLOPs (with what XLA fused into it),
+  gathers, collectives, the rest."""
+  if "/optimizer/" in c.where:
+    return "optimizer update + projection"
+  if c.matmul_flops:
+    return "matmuls (+ fused elementwise)"
+  if "gather" in c.where or "gather" in c.name:
+    return "gathers"
+  if c.op.startswith(("all-", "reduce-scatter", "collective-")):
+    return "collectives (local copies)"
+  return "other"
+
+
+def analyze(
+  compiled, mesh: Mesh, top: int = 6, device: roofline.Device | None = None,
+  utilization: float = 1.0,
+) -> dict:  # fmt: skip
   """Memory, FLOPs and collectives of one compiled (partitioned) program, per device (plus the
-  ``top`` largest collectives and the JAX op each came from)."""
+  ``top`` largest collectives and the JAX op each came from); XLA's cost analysis (``xla_cost``:
+  FLOPs, bytes accessed, transcendentals) and the per-op totals of `roofline.op_costs`
+  (``op_totals``); with a ``device``, the ``roofline`` prediction of one step on it
+  (`roofline.predict`, grouped by `op_group`)."""
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -68,12 +94,25 @@ def analyze(compiled, mesh: Mesh, top: int = 6) -> dict:
     aliased=int(mem.alias_size_in_bytes),
   )
   b["total"] = b["arguments"] + b["outputs"] - b["aliased"] + b["temporaries"]
-  colls = parse_collectives(compiled.as_text())
+  text = compiled.as_text()
+  colls = parse_collectives(text)
+  costs = roofline.op_costs(text)
   shape = dict(mesh.shape)
   largest = sorted(colls, key=lambda c: -c.bytes)[:top]
-  return dict(
+  out = dict(
     bytes_per_device=b,
     flops_per_device=float(cost.get("flops", 0.0)),
+    xla_cost=dict(
+      flops=float(cost.get("flops", 0.0)),
+      bytes_accessed=float(cost.get("bytes accessed", 0.0)),
+      transcendentals=float(cost.get("transcendentals", 0.0)),
+    ),
+    op_totals=dict(
+      ops=len(costs),
+      flops=sum(c.flops for c in costs),
+      matmul_flops=sum(c.matmul_flops for c in costs),
+      bytes=sum(c.bytes for c in costs),
+    ),
     collectives=summarize_collectives(colls, shape),
     largest_collectives=[
       dict(
@@ -82,6 +121,11 @@ def analyze(compiled, mesh: Mesh, top: int = 6) -> dict:
       for c in largest
     ],
   )
+  if device is not None:
+    out["roofline"] = roofline.predict(
+      costs, device, collectives=colls, utilization=utilization, group=op_group
+    )
+  return out
 
 
 def tree_size(tree: Any) -> int:
@@ -165,13 +209,10 @@ def matmul_flops(spec: brain.NetworkSpec, active: Sequence[bool], batch: int) ->
   return total
 
 
-def projection(flops_per_image: float, devices: int, tflops: float, utilization: float,
-               images: float) -> dict:  # fmt: skip
-  """Images/s and days for ``images`` at ``tflops`` per device and the given utilization."""
-  rate = devices * tflops * 1e12 * utilization / flops_per_image if flops_per_image else 0.0
-  days = images / rate / 86400 if rate else float("inf")
-  return dict(tflops_per_device=tflops, utilization=utilization, images=images,
-              images_per_sec=rate, days=days)  # fmt: skip
+def projection(step_seconds: float, batch: int, images: float) -> dict:
+  """Images/s and days for ``images`` at one step of ``batch`` images per ``step_seconds`` (the
+  roofline's prediction, derated by its utilization)."""
+  return dict(step_seconds=step_seconds, **roofline.days(step_seconds, batch, images))
 
 
 def plan(
@@ -185,11 +226,14 @@ def plan(
   remat: bool = False,
   stages: str = "last",
   isolate: bool = True,
-  tflops: float = 100.0,
-  utilization: float = 0.5,
+  device: roofline.Device | None = None,
+  utilization: float = 1.0,
   images: float = 1e8,
 ) -> dict:
-  """Compile and analyze; returns a JSON-able dict (see the module docstring)."""
+  """Compile and analyze; returns a JSON-able dict (see the module docstring). ``device``
+  (default: an H100 at the compute dtype's precision, `roofline.gpu`) is what each stage's
+  roofline and the projection are predicted for; ``utilization`` an optional derate."""
+  device = device or roofline.gpu("h100", roofline.precision_for(jnp.dtype(compute_dtype).name))
   n = spec.num_layers
   _check_batch(mesh, batch)
   counts = spec.param_counts()
@@ -207,7 +251,7 @@ def plan(
   for k in stage_list:
     active = tuple(i < k for i in range(n))
     t = time.perf_counter()
-    a = analyze(run(active), mesh)
+    a = analyze(run(active), mesh, device=device, utilization=utilization)
     a.update(
       stage=k,
       active=[s.name for s, on in zip(spec.layers, active) if on],
@@ -218,7 +262,8 @@ def plan(
     out["stages"].append(a)
   last = out["stages"][-1]
   for key in ("bytes_per_device", "flops_per_device", "flops_per_step", "matmul_flops_per_step",
-              "collectives", "largest_collectives", "compile_seconds"):  # fmt: skip
+              "xla_cost", "op_totals", "roofline", "collectives", "largest_collectives",
+              "compile_seconds"):  # fmt: skip
     out[key] = last[key]
   out["untied"] = {}
   if isolate:
@@ -236,8 +281,7 @@ def plan(
         model_collectives=model.get("count", 0),
       )
       out["untied"][s.name] = a
-  out["projection"] = projection(out["flops_per_step"] / batch, mesh.size, tflops, utilization,
-                                 images)  # fmt: skip
+  out["projection"] = projection(out["roofline"]["seconds"], batch, images)
   return out
 
 
@@ -248,8 +292,8 @@ def plan_task(
   *,
   rules=shd.DEFAULT_RULES,
   step: int | None = None,
-  tflops: float = 100.0,
-  utilization: float = 0.5,
+  device: roofline.Device | None = None,
+  utilization: float = 1.0,
   images: float = 1e8,
 ) -> dict:
   """Any family's plan: compile ``task.step_fn(step)`` (default `Task.plan_step`) from abstract
@@ -259,7 +303,10 @@ def plan_task(
 
   ``flops_per_step`` is the per-device count times the devices: work a mesh axis replicates
   (e.g. a conv net's activations over ``model``, which splits only its widest layers) counts once
-  per device — on a 2x4 mesh the tiny ResCeption step counts 4x its 1-device FLOPs."""
+  per device — on a 2x4 mesh the tiny ResCeption step counts 4x its 1-device FLOPs.
+  ``roofline`` / ``projection``: the step predicted on ``device`` (default an H100, TF32), with
+  ``utilization`` as an optional derate (`roofline.predict`)."""
+  device = device or roofline.gpu("h100")
   step = task.plan_step() if step is None else int(step)
   abstract = task.abstract_state()
   out = dict(family=task.family or type(task).__name__, step=step,
@@ -267,8 +314,11 @@ def plan_task(
              devices=mesh.size, mesh=dict(mesh.shape), batch=batch)  # fmt: skip
   t = time.perf_counter()
   compiled = compile_task(task, mesh, batch, rules, step)
-  out.update(analyze(compiled, mesh), compile_seconds=round(time.perf_counter() - t, 2))
+  out.update(
+    analyze(compiled, mesh, device=device, utilization=utilization),
+    compile_seconds=round(time.perf_counter() - t, 2),
+  )
   out["flops_per_step"] = out["flops_per_device"] * mesh.size
   out["flops_per_image"] = out["flops_per_step"] / batch
-  out["projection"] = projection(out["flops_per_image"], mesh.size, tflops, utilization, images)
+  out["projection"] = projection(out["roofline"]["seconds"], batch, images)
   return out

@@ -135,6 +135,16 @@ def test_plan_flops_are_consistent_with_the_parameters(tiny_plan):
   assert len(flops) == 3 and flops[0] < flops[1] < flops[2]  # each stage adds a layer
   proj = p["projection"]
   assert proj["images_per_sec"] > 0 and proj["days"] > 0
+  # The roofline's per-op costs add up to XLA's own count of the program (same rules; XLA counts
+  # only the part of an operand that a fused slice reads: ~0.3% fewer bytes here).
+  ops, xla = p["op_totals"], p["xla_cost"]
+  assert ops["flops"] == pytest.approx(xla["flops"], rel=0.01)  # reductions: n vs n - 1 adds
+  assert ops["bytes"] == pytest.approx(xla["bytes_accessed"], rel=0.02)
+  assert ops["matmul_flops"] == pytest.approx(p["matmul_flops_per_step"] / mesh.size, rel=0.05)
+  r = p["roofline"]
+  assert r["seconds"] == pytest.approx(r["ops_seconds"] + r["collective_seconds"])
+  assert r["compute_bound_share"] + r["memory_bound_share"] == pytest.approx(1.0)
+  assert proj["step_seconds"] == r["seconds"] and r["groups"]["optimizer update + projection"]
 
 
 def test_untied_layers_have_no_model_collectives_beyond_scalars(tiny_plan):

@@ -56,9 +56,10 @@ def layer_update(
 def apply_gradients(tx: optax.GradientTransformation, params: dict, opt_state, grads: dict):
   """``tx.update`` -> ``apply_updates`` -> filters projected back onto unit norm; returns
   ``(params, opt_state)``."""
-  updates, opt_state = tx.update(grads, opt_state, params)
-  new = optax.apply_updates(params, updates)
-  return dict(new, w=rica.project(new["w"])), opt_state
+  with jax.named_scope("optimizer"):  # the planner's roofline groups its ops by this name
+    updates, opt_state = tx.update(grads, opt_state, params)
+    new = optax.apply_updates(params, updates)
+    return dict(new, w=rica.project(new["w"])), opt_state
 
 
 def layer_update_fn(spec, tx, i: int, constrain=None, remat: bool = False):
