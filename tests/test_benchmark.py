@@ -31,7 +31,8 @@ def test_benchmark_tiny_emits_json():
   out = subprocess.run(
     [sys.executable, "-m", "experiments.benchmark",
      "--config=experiments/configs/rica_yfcc.py:tiny", "--steps=10", "--warmup=1",
-     "--matmul_size=256", "--matmul_repeats=3", "--data_batches=3"],
+     "--matmul_size=256", "--matmul_repeats=3", "--data_batches=3", "--rounds=1",
+     "--bandwidth_mb=32"],
     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
   )  # fmt: skip
   assert out.returncode == 0, out.stderr[-3000:]
@@ -42,6 +43,19 @@ def test_benchmark_tiny_emits_json():
   assert result["step"]["finite"] and result["step"]["batch"] == 16
   assert result["step"]["flops_per_step"] >= result["step"]["matmul_flops_per_step"] > 0
   assert "matmul ceiling" in out.stdout and "input pipeline alone" in out.stdout
+  # Predicted (roofline at this run's measured ceiling and bandwidth) next to measured.
+  assert result["memory_gbps"] > 0 and result["predicted_step_seconds"] > 0
+  measured, predicted = result["measured_step_seconds"], result["predicted_step_seconds"]
+  assert result["measured_over_predicted"] == pytest.approx(measured / predicted)  # one round
+  # A sum of per-op max(compute, memory) is at least the whole program's compute and memory time.
+  flops, nbytes = result["predicted"]["flops"], result["predicted"]["bytes"]
+  assert nbytes == pytest.approx(result["step"]["xla_bytes_accessed"], rel=0.02)
+  assert predicted >= (1 - 1e-9) * max(
+    flops / (result["ceiling_gflops"] * 1e9), nbytes / (result["memory_gbps"] * 1e9)
+  )
+  b = result["breakdown"]
+  assert b["beyond_matmuls"] == pytest.approx(measured / b["matmul_seconds"] - 1)
+  assert "measured / predicted" in out.stdout and "step beyond its matmuls" in out.stdout
 
 
 def test_benchmark_breakdown_runs_on_the_step_mesh():
@@ -50,7 +64,8 @@ def test_benchmark_breakdown_runs_on_the_step_mesh():
   out = subprocess.run(
     [sys.executable, "-m", "experiments.benchmark",
      "--config=experiments/configs/rica_yfcc.py:tiny", "--config.mesh=data:1,model:2",
-     "--steps=10", "--warmup=1", "--matmul_size=256", "--matmul_repeats=3", "--skip_data"],
+     "--steps=10", "--warmup=1", "--matmul_size=256", "--matmul_repeats=3", "--skip_data",
+     "--rounds=1", "--bandwidth_mb=32"],
     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
   )  # fmt: skip
   assert out.returncode == 0, out.stderr[-3000:]
