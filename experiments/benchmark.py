@@ -412,6 +412,15 @@ def main(argv):
     dev = cpu_device(row["ceiling"]["gflops"], row["bandwidth"]["gbps"], info["devices"])
     r = roofline.predict(costs, dev, collectives=colls, group=planner.op_group)
     out = dict(roofline=r, measured_over_predicted=row["step"]["step_seconds"] / r["seconds"])
+    # The same in CPU time (GFLOP and GB per CPU-second of this process, step CPU time): what a
+    # shared machine's load changes least.
+    ceil_cpu = 2 * _MATMUL.value**3 / row["ceiling"]["cpu_seconds"] / 1e9
+    bw_cpu = row["bandwidth"]["bytes"] / row["bandwidth"]["cpu_seconds"] / 1e9
+    r_cpu = roofline.predict(
+      costs, cpu_device(ceil_cpu, bw_cpu, info["devices"]), collectives=colls
+    )
+    out.update(predicted_cpu_seconds=r_cpu["seconds"],
+               cpu_over_predicted=row["step"]["step_cpu_seconds"] / r_cpu["seconds"])  # fmt: skip
     if mm_costs is not None:
       out["predicted_matmul_seconds"] = roofline.predict(mm_costs, dev)["seconds"]
       out["beyond_matmuls"] = row["step"]["step_seconds"] / row["matmul_seconds"] - 1
@@ -440,6 +449,8 @@ def main(argv):
   predicted = dict(
     step_seconds=spread(lambda r: r["roofline"]["seconds"]),
     measured_over_predicted=spread(lambda r: r["measured_over_predicted"]),
+    cpu_seconds=spread(lambda r: r["predicted_cpu_seconds"]),
+    cpu_over_predicted=spread(lambda r: r["cpu_over_predicted"]),
     compute_bound_share=last["compute_bound_share"],
     memory_bound_share=last["memory_bound_share"],
     flops=last["flops"],
@@ -489,6 +500,7 @@ def main(argv):
         step_seconds=r["step"]["step_seconds"],
         step_cpu_seconds=r["step"]["step_cpu_seconds"],
         predicted_seconds=r["roofline"]["seconds"],
+        predicted_cpu_seconds=r["predicted_cpu_seconds"],
         **{
           k: r[k]
           for k in _PARTS + ("predicted_matmul_seconds", "beyond_matmuls", "beyond_matmuls_cpu")
@@ -496,7 +508,7 @@ def main(argv):
         },
       )
       for r in rounds
-    ],  # fmt: skip
+    ],
     load_average=[round(load0, 2), round(load1, 2)],
     cpu_count=os.cpu_count(),
     cpu_tuning=cpu_tuning.applied(),
@@ -534,6 +546,8 @@ def format_report(out: dict, config) -> str:
     f"({pred['compute_bound_share']:.0%} of it compute-bound, {pred['memory_bound_share']:.0%} "
     f"memory-bound; {pred['bytes'] / 1e6:,.0f} MB accessed)",
     f"  {'  measured / predicted':<34}{_range(pred['measured_over_predicted'], 1, '.2f'):>26}",
+    f"  {'  same in CPU time':<34}{_range(pred['cpu_over_predicted'], 1, '.2f'):>26}  (predicted "
+    f"{_range(pred['cpu_seconds'], 1e3, ',.2f')} CPU-ms at the ceiling and bandwidth per CPU-second)",
     f"  {'  images/s':<34}{step['images_per_sec']:>26,.1f}",
     f"  {'  XLA FLOPs of the step':<34}{step['flops_per_step'] / 1e9:>26,.3f} GFLOP  "
     f"({step['flops_per_image'] / 1e9:,.4f} GFLOP per image)",

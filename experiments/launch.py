@@ -63,6 +63,19 @@ def gpu_count() -> int:
   return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+def cuda_plugin() -> str | None:
+  """The installed version of jax's CUDA plugin (``jax-cuda12-plugin`` or ``-cuda13-``), or
+  None: without it JAX runs on the CPU even where GPUs are present (requirements-gpu.txt)."""
+  from importlib import metadata
+
+  for name in ("jax-cuda12-plugin", "jax-cuda13-plugin"):
+    try:
+      return f"{name} {metadata.version(name)}"
+    except metadata.PackageNotFoundError:
+      continue
+  return None
+
+
 def process_env(base: dict, i: int, n: int, coordinator: str, platform: str, k: int,
                 gpus: int = 0) -> dict:  # fmt: skip
   """The environment of process ``i`` of ``n``."""
@@ -179,6 +192,11 @@ def main(argv):
     if platform == "auto":
       platform = "gpu" if gpus else "cpu"
   k = _DEVICES.value
+  if platform == "gpu" and cuda_plugin() is None:
+    raise ValueError(
+      "--platform=gpu (or GPUs found) but jax's CUDA plugin is not installed, so JAX would run on "
+      "the CPU: pip install -r requirements-gpu.txt (the CUDA plugin of the pinned jax)"
+    )
   if platform == "gpu" and k and n * k > gpus:
     raise ValueError(f"{n} processes x {k} GPUs need {n * k} GPUs; this machine has {gpus}")
   coordinator = f"localhost:{_PORT.value or free_port()}"

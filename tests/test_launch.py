@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from experiments import launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,3 +108,15 @@ def test_detected_cluster(monkeypatch):
   assert distributed.detected_cluster() is None  # a single task is not a multi-process job
   monkeypatch.setenv("SLURM_NTASKS", "4")
   assert distributed.detected_cluster() == "slurm"
+
+
+def test_gpu_platform_needs_the_cuda_plugin():
+  """Without jax's CUDA plugin a GPU job would silently train on the CPU: the launcher refuses
+  and names requirements-gpu.txt (this machine has no plugin; with one it would go on)."""
+  if launch.cuda_plugin() is not None:
+    pytest.skip("the CUDA plugin is installed here")
+  out = subprocess.run(
+    [sys.executable, "-m", "experiments.launch", "--platform=gpu", "--", "true"],
+    cwd=ROOT, capture_output=True, text=True, timeout=120,
+  )  # fmt: skip
+  assert out.returncode != 0 and "requirements-gpu.txt" in out.stderr
