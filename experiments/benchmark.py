@@ -128,11 +128,13 @@ def cpu_device(ceiling_gflops: float, memory_gbps: float, devices: int = 1):
   units are the matmul units here) and the measured stream bandwidth, shared by the ``devices``
   CPU devices of the mesh (they run on the same cores and memory); collectives are copies in the
   same memory."""
+  import jax
+
   from livermore_brain import roofline
 
   peak, bw = ceiling_gflops / 1e3 / devices, memory_gbps / devices
-  return roofline.Device(f"this cpu / {devices}", peak, peak, bw, link_gbps=bw,
-                         note="measured in this run")  # fmt: skip
+  return roofline.Device(f"measured {jax.default_backend()} / {devices}", peak, peak, bw,
+                         link_gbps=bw, note="measured in this run")  # fmt: skip
 
 
 def synthetic_batch(task, batch: int, num_classes: int | None = None, seed: int = 0) -> dict:

@@ -234,10 +234,13 @@ def format_roofline(p: dict) -> list[str]:
       f"{q['memory_bound_share']:>11.0%}{_ms(q['program_bound_seconds']):>15}"
       f"{_size(q['bytes']):>12}"
     )
-  out.append(f"  {'group (last stage)':<34}{'predicted':>12}{'share':>8}{'FLOPs':>16}{'bytes':>12}")
+  out.append(
+    f"  {'group (last stage; share of step)':<34}{'predicted':>12}{'share':>8}{'FLOPs':>16}"
+    f"{'bytes':>12}"
+  )
   for name, g in r["groups"].items():
     out.append(
-      f"  {name:<34}{_ms(g['seconds']):>12}{g['seconds'] / max(r['ops_seconds'], 1e-30):>8.0%}"
+      f"  {name:<34}{_ms(g['seconds']):>12}{g['seconds'] / max(r['seconds'], 1e-30):>8.0%}"
       f"{_flops(g['flops']):>16}{_size(g['bytes']):>12}"
     )
   proj = p["projection"]
