@@ -111,15 +111,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, methods=("tagprop", "je
   if "tagprop" in methods or "conse" in methods:
     tp = _fit_tagprop(config, d["ftr"], train.tags)
     scores["TagProp"] = tp.predict(d["fte"])
-    log(f"TagProp: distance weights {np.round(tp.weights, 3).tolist()}, K={tp.k}")
+    log(f"TagProp: distance weights {np.round(tp.weights, 3).tolist()}, K={tp.k} "
+        f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
   if "jec" in methods:
     base = BaseDistances.fit(d["ftr"], tuple(config.tagprop.distances.split(",")), config.seed)
     scores["JEC"] = jec_scores(base, d["ftr"], train.tags, d["fte"], k=config.jec_k)
+    log(f"JEC ({time.perf_counter() - t0:.0f} s)")
   maps = {}
   if "image2vec" in methods:
     for loss in losses:
       maps[loss] = _fit_mapping(config, d["ftr"], train.tags, vecs, loss)
       scores[f"Image2Vec ({loss})"] = maps[loss].scores(np.concatenate(d["fte"], 1), vecs)
+      log(f"Image2Vec ({loss}): final loss {maps[loss].history[-1][1]:.4f} "
+          f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
   scores["chance"] = zeroshot.chance(len(test.images), len(vocab), config.seed)
   for name, s in scores.items():
     rows[name] = metrics.tagging_metrics(s, test.tags, n)
