@@ -314,3 +314,27 @@ def test_zeroshot_split_never_leaks_a_heldout_tag(monkeypatch, tmp_path):
     "ConSE (TagProp probabilities)",
   }
   assert os.path.exists(tmp_path / "search.png") and os.path.exists(tmp_path / "zeroshot.md")
+
+
+def test_yfcc_text_and_tag_set_from_the_metadata_format(tmp_path):
+  from livermore_brain.data import fixtures
+
+  fixtures.write_yfcc_fixture(str(tmp_path))
+  meta = str(tmp_path / "yfcc_25.tsv")
+  with open(meta, "rb") as f:
+    first = next(line for line in f if b"Sunset" in line)
+  # user tags (a multi-word tag becomes its words), then title, then description, URL-decoded
+  assert text.yfcc_document(first) == [
+    "sunset", "new", "york", "beach", "sunset", "over", "the", "bay", "a", "quoted", "line", "and",
+    "more",
+  ]  # fmt: skip
+  docs = list(text.documents(f"yfcc100m:{meta}"))
+  assert any("café" in d for d in docs) and all(d for d in docs)
+  train, test = tagsets.yfcc(
+    meta, str(tmp_path / "images"), 16, vocabulary_size=3, test_fraction=0.34
+  )
+  assert train.vocabulary == ("sunset", "beach", "nyc")  # by count: 4, 3, 2
+  # photos 1001, 1002, 1004, 1005 (flat layout), 1006 (gray), 1008 carry one of them and decode;
+  # 1009 ("broken") is truncated and carries none anyway
+  assert len(train.images) + len(test.images) == 6 and len(test.images) == 2
+  assert train.images.shape[1:] == (16, 16, 3) and train.tags.any(1).all()

@@ -1,4 +1,4 @@
-r"""Image2Vec and the tagging baselines — presets ``tiny``, ``cpu``, ``yfcc``.
+r"""Image2Vec and the tagging baselines — presets ``tiny``, ``cpu``, ``yfcc``, ``tfds``.
 
   python -m experiments.resception --workdir=runs/resception-cpu     # features to map (once)
   python -m experiments.tagging                                       # cpu: TagProp / JEC /
@@ -17,7 +17,7 @@ import ml_collections
 
 from experiments.configs import base
 
-PRESETS = ("tiny", "cpu", "yfcc")
+PRESETS = ("tiny", "cpu", "yfcc", "tfds")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -25,7 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.preset = preset
   c.seed = 0
-  c.tagset = "mnist"  # mnist | digits | yfcc100m:<metadata file>
+  c.tagset = "mnist"  # mnist | digits | classes:<labeled source> | yfcc100m:<metadata file>
   c.image_dir = ""
   c.image_size = 64  # yfcc crops
   c.features_from = "runs/resception-cpu:pool"
@@ -53,6 +53,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mapping.hidden = 64
     c.mapping.steps = 60
     c.mapping.batch_size = 64
+  elif preset == "tfds":  # CIFAR-10's class names as tags (prepared TFDS data); zero-shot classes
+    c.tagset = "classes:tfds:cifar10"
+    c.image_size = 32
+    c.features_from = "runs/resception-imagenet:pool"
+    c.tags_per_image = 1
+    c.zeroshot.heldout = "cat,truck"
+    c.search.words = "cat,truck,airplane,frog"
   elif preset == "yfcc":
     c.tagset = "yfcc100m:/data/yfcc100m_dataset"
     c.image_dir = "/data/images"

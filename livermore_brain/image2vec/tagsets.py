@@ -6,6 +6,9 @@
   average, a 13-word vocabulary. The tags are a deterministic function of the class, so this set
   tests the machinery and the word space's structure (is "seven" near "odd" and "prime"?), not
   open-vocabulary photo tagging.
+* ``classes:<labeled source>`` — any labeled evaluation set of `data.labeled.labeled_sets`
+  (``classes:tfds:cifar10``, ``classes:folder:<dir>``): one tag per image, its class name
+  (underscores read as spaces, so ``sea_lion`` is the mean of "sea" and "lion").
 * ``yfcc100m:<metadata file>`` (with ``image_dir``): photos and their user tags, the
   ``vocabulary_size`` most frequent tags; images are read in the Multimedia Commons layout
   (`data.yfcc.Record.relative_paths`) and center-cropped.
@@ -80,15 +83,18 @@ def yfcc(path: str, image_dir: str, size: int, *, vocabulary_size=200, limit=20_
   counts = Counter(t for _, ts in recs for t in set(ts))
   vocab = tuple(t for t, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))[:vocabulary_size])
   col = {t: i for i, t in enumerate(vocab)}
-  keep = [(p, ts) for p, ts in recs if any(t in col for t in ts)]
+  keep, pixels = [], []
+  for p, ts in recs:  # photos with a vocabulary tag whose image decodes
+    if not any(t in col for t in ts):
+      continue
+    try:
+      pixels.append(images_lib.crop(images_lib.load_path(p), size, 3, "center"))
+    except (images_lib.BadImage, OSError):
+      continue
+    keep.append((p, ts))
   if not keep:
-    raise ValueError(f"{path}: no photo with a tag and an image under {image_dir}")
-  x = np.stack(
-    [
-      images_lib.crop(images_lib.load_path(p), size, 3, "center").astype(np.float32) / 255.0
-      for p, _ in keep
-    ]
-  )
+    raise ValueError(f"{path}: no photo with a tag and a readable image under {image_dir}")
+  x = np.stack(pixels).astype(np.float32) / 255.0
   y = np.zeros((len(keep), len(vocab)), bool)
   for r, (_, ts) in enumerate(keep):
     y[r, [col[t] for t in ts if t in col]] = True
@@ -98,11 +104,27 @@ def yfcc(path: str, image_dir: str, size: int, *, vocabulary_size=200, limit=20_
   return TagSet(x[tr], y[tr], vocab), TagSet(x[te], y[te], vocab)
 
 
+def classes(source: str, size: int, seed: int = 0):
+  """``(train, test)``: a labeled set's images, each tagged with its class name."""
+  from livermore_brain.data import labeled
+
+  tr, te, _ = labeled.labeled_sets(source, (size, size, 3), seed=seed)
+  vocab = tuple(c.replace("_", " ").lower() for c in tr.class_names)
+  convert = lambda s: TagSet(s.images, np.eye(len(vocab), dtype=bool)[s.labels], vocab)
+  return convert(tr), convert(te)
+
+
 def load(source: str, size: int, seed: int = 0, **kw):
-  """``mnist``, ``digits`` or ``yfcc100m:<metadata>`` (``image_dir=`` required)."""
+  """``mnist``, ``digits``, ``classes:<labeled source>`` or ``yfcc100m:<metadata>``
+  (``image_dir=`` required)."""
   kind, _, arg = source.partition(":")
   if kind in ("mnist", "digits"):
     return digits(kind, seed)
+  if kind == "classes":
+    return classes(arg, size, seed)
   if kind == "yfcc100m":
     return yfcc(arg, kw.pop("image_dir"), size, seed=seed, **kw)
-  raise ValueError(f"unknown tag set {source!r}: use mnist, digits or yfcc100m:<metadata file>")
+  raise ValueError(
+    f"unknown tag set {source!r}: use mnist, digits, classes:<labeled source> or "
+    "yfcc100m:<metadata file>"
+  )
