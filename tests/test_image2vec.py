@@ -338,3 +338,15 @@ def test_yfcc_text_and_tag_set_from_the_metadata_format(tmp_path):
   # 1009 ("broken") is truncated and carries none anyway
   assert len(train.images) + len(test.images) == 6 and len(test.images) == 2
   assert train.images.shape[1:] == (16, 16, 3) and train.tags.any(1).all()
+
+
+def test_column_zscore_changes_annotation_not_retrieval():
+  truth = np.array([[1, 0], [0, 1], [0, 1]], bool)
+  s = np.array([[0.9, 0.1], [0.8, 0.3], [0.7, 0.2]])  # tag 0 is a hub: every image's top tag
+  assert metrics.annotate(s, 1)[:, 0].all()
+  z = zeroshot.zscore_columns(s)
+  np.testing.assert_allclose(z.mean(0), 0, atol=1e-12)
+  np.testing.assert_allclose(z.std(0), 1)
+  np.testing.assert_array_equal(metrics.annotate(z, 1).argmax(1), [0, 1, 1])  # = truth
+  assert metrics.mean_average_precision(z, truth) == metrics.mean_average_precision(s, truth)
+  assert metrics.per_tag(metrics.annotate(z, 1), truth)["f1"] == 1.0

@@ -150,8 +150,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, methods=("tagprop", "je
     zscores["TagProp"] = np.zeros((int(zt.sum()), len(unseen)))  # no neighbour carries them
   chance_runs = [metrics.tagging_metrics(zeroshot.chance(int(zt.sum()), len(unseen), s), truth_z, nz)
                  for s in range(20)]  # fmt: skip
+  if config.zeroshot.get("normalize", "none") == "zscore":  # extra rows, hubness reduced
+    zscores.update({f"{k}, column z-score": zeroshot.zscore_columns(v)
+                    for k, v in list(zscores.items()) if k != "TagProp"})  # fmt: skip
   for name, s in zscores.items():
     zrows[name] = metrics.tagging_metrics(s, truth_z, nz)
+  np.savez(os.path.join(workdir, "zeroshot_scores.npz"), truth=truth_z,
+           **{k.replace(" ", "_"): v for k, v in zscores.items()})  # fmt: skip
   if "TagProp" in zrows:  # all-zero scores annotate nothing; by construction P = R = 0
     zrows["TagProp"].update(precision=0.0, recall=0.0, f1=0.0, n_plus=0, map=float("nan"))
   zrows["chance (mean of 20 draws)"] = {k: float(np.mean([c[k] for c in chance_runs]))
