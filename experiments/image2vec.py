@@ -23,6 +23,9 @@ _CONFIG = config_flags.DEFINE_config_file(
   lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory. Default: runs/<job>-<preset>.")
+_SUMMARIZE = flags.DEFINE_list(
+  "summarize", [], "Only print mean +- sd tables over these finished output directories (seeds)."
+)
 
 
 def make_main(job: str, methods):
@@ -33,6 +36,9 @@ def make_main(job: str, methods):
       )
     from livermore_brain.image2vec import experiment
 
+    if _SUMMARIZE.value:
+      print(experiment.summarize(_SUMMARIZE.value))
+      return
     config = _CONFIG.value
     workdir = _WORKDIR.value or os.path.join("runs", f"{job}-{config.preset}")
     r = experiment.run(config, workdir, methods)

@@ -8,6 +8,7 @@ the methods, writes ``tagging.md`` (all tags, n per image), ``zeroshot.md`` (hel
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -230,3 +231,37 @@ def search_figure(path: str, m: mapping.Image2Vec, d: dict, config, k: int = 6) 
   fig.tight_layout()
   fig.savefig(path, dpi=80)
   plt.close(fig)
+
+
+def _mean_sd(rows, k, f=".3f") -> str:
+  if np.isnan(rows[0][k]):
+    return "–"
+  v = [x[k] for x in rows]
+  return f"{np.mean(v):{f}} ± {np.std(v, ddof=1):{f}}" if len(v) > 1 else f"{v[0]:{f}}"
+
+
+def summarize(workdirs) -> str:
+  """Mean +- sd over several runs' ``results.json`` (e.g. seeds): both tables, one markdown."""
+  rs = [json.load(open(os.path.join(w, "results.json"))) for w in workdirs]
+
+  def block(key, title):
+    names = list(rs[0][key]["rows"] if key == "zeroshot" else rs[0][key])
+    out = [f"{title} (mean ± sd over {len(rs)} runs)\n",
+           "| method | P | R | F1 | N+ | mAP (search by word) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for n in names:
+      rows = [(r[key]["rows"] if key == "zeroshot" else r[key])[n] for r in rs]
+      cell = functools.partial(_mean_sd, rows)
+      out.append(f"| {n} | {cell('precision')} | {cell('recall')} | {cell('f1')} | "
+                 f"{cell('n_plus', '.1f')} / {rows[0]['tags']:.0f} | {cell('map')} |")  # fmt: skip
+    return "\n".join(out) + "\n"
+
+  z = rs[0]["zeroshot"]
+  return (
+    block(
+      "tagging", f"Tagging, {len(rs[0]['vocabulary'])} tags, {rs[0]['tags_per_image']} per image"
+    )
+    + "\n"
+    + block(
+      "zeroshot", f"Zero-shot, held-out {', '.join(z['heldout'])}, {z['tags_per_image']} per image"
+    )
+  )
