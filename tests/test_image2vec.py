@@ -350,3 +350,11 @@ def test_column_zscore_changes_annotation_not_retrieval():
   np.testing.assert_array_equal(metrics.annotate(z, 1).argmax(1), [0, 1, 1])  # = truth
   assert metrics.mean_average_precision(z, truth) == metrics.mean_average_precision(s, truth)
   assert metrics.per_tag(metrics.annotate(z, 1), truth)["f1"] == 1.0
+
+
+def test_shifted_tags_control_breaks_the_correspondence():
+  truth = np.eye(3, dtype=bool)[[0, 1, 2, 0, 1, 2]]
+  perfect = truth.astype(float) + 0.01 * np.arange(3)  # right tag first on every image
+  assert metrics.tagging_metrics(perfect, truth, 1)["f1"] == 1.0
+  control = zeroshot.shifted_tags_control(perfect, truth, 1)  # every image gets a wrong tag
+  assert control["f1"] == 0.0 and control["n_plus"] == 0

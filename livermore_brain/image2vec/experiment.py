@@ -156,6 +156,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, methods=("tagprop", "je
                     for k, v in list(zscores.items()) if k != "TagProp"})  # fmt: skip
   for name, s in zscores.items():
     zrows[name] = metrics.tagging_metrics(s, truth_z, nz)
+  for name, s in list(zscores.items()):
+    if name.startswith("Image2Vec") and len(unseen) > 1:  # is it the words? (control)
+      control = zeroshot.shifted_tags_control(s, truth_z, nz)
+      zrows[f"{name}, tags shifted (control)"] = control
   np.savez(os.path.join(workdir, "zeroshot_scores.npz"), truth=truth_z,
            **{k.replace(" ", "_"): v for k, v in zscores.items()})  # fmt: skip
   if "TagProp" in zrows:  # all-zero scores annotate nothing; by construction P = R = 0
@@ -243,9 +247,20 @@ def _mean_sd(rows, k, f=".3f") -> str:
 def summarize(workdirs) -> str:
   """Mean +- sd over several runs' ``results.json`` (e.g. seeds): both tables, one markdown."""
   rs = [json.load(open(os.path.join(w, "results.json"))) for w in workdirs]
+  for w, r in zip(workdirs, rs):  # runs written before the control rows existed: add them
+    path, rows = os.path.join(w, "zeroshot_scores.npz"), r["zeroshot"]["rows"]
+    if os.path.exists(path):
+      z = np.load(path)
+      for key in z.files:
+        name = key.replace("_", " ")
+        if name.startswith("Image2Vec") and f"{name}, tags shifted (control)" not in rows:
+          rows[f"{name}, tags shifted (control)"] = zeroshot.shifted_tags_control(
+            z[key], z["truth"], r["zeroshot"]["tags_per_image"]
+          )
 
   def block(key, title):
     names = list(rs[0][key]["rows"] if key == "zeroshot" else rs[0][key])
+    names = sorted(names, key=lambda n: ("chance" in n, "control" in n))  # stable: groups
     out = [f"{title} (mean ± sd over {len(rs)} runs)\n",
            "| method | P | R | F1 | N+ | mAP (search by word) |", "|---|---|---|---|---|---|"]  # fmt: skip
     for n in names:

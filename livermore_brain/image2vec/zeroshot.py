@@ -55,6 +55,18 @@ def zscore_columns(scores) -> np.ndarray:
   return (s - s.mean(0)) / (s.std(0) + 1e-12)
 
 
+def shifted_tags_control(scores, truth, n: int) -> dict:
+  """Metrics with the held-out tags' score columns cyclically shifted (each of the ``U - 1``
+  non-trivial shifts moves every tag's scores to another tag), averaged: the same scores with
+  the word-to-tag correspondence broken. A method whose zero-shot result comes from the word
+  space beats this control; one whose result is an artefact of the score statistics does not."""
+  from livermore_brain.image2vec import metrics
+
+  s = np.asarray(scores)
+  runs = [metrics.tagging_metrics(np.roll(s, k, axis=1), truth, n) for k in range(1, s.shape[1])]
+  return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+
+
 def chance(n_images: int, n_tags: int, seed: int = 0) -> np.ndarray:
   """Random scores: the chance row."""
   return np.random.default_rng(seed).random((n_images, n_tags))
