@@ -47,6 +47,9 @@ DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
   ("conv_w", None),
   ("conv_in", None),
   ("conv_out", None),
+  # word vectors (livermore_brain.image2vec.skipgram): millions of rows at YFCC100M scale, split
+  # over model; their dimension ("embed") replicated
+  ("vocab", "model"),
 )
 
 
