@@ -6,6 +6,12 @@ every leaf: a wrap-around sum of a hash of its raw bits. Integer sums are exact 
 so the fingerprint is the same whatever the mesh or reduction order — a checkpoint saved on 8
 devices verifies when restored onto 1. On restore we recompute it and check finiteness; a step
 that fails (or cannot be read at all) is reported and the previous step is tried instead.
+
+A training run restores with ``move_aside=True``: a broken step is renamed
+``<step>.broken-<n>`` (kept for inspection, never deleted; Orbax no longer lists it), so the run
+saves that step afresh instead of failing on "checkpoint for step N already exists" forever. In a
+multi-process run every process agrees that a step is broken before anyone moves on (a read error
+on one process counts for all), process 0 renames and the others wait for it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,13 @@ class CorruptCheckpointError(RuntimeError):
   pass
 
 
+def _everyone(ok: bool) -> bool:
+  """True iff ``ok`` holds on every process (a collective when there are several)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.array(ok, np.int32))))
+
+
 class Checkpointer:
   """Save/restore a state pytree plus JSON metadata, verifying what comes back."""
 
@@ -107,6 +121,7 @@ class Checkpointer:
 
   def restore_step(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restore one step onto the shardings in ``abstract_state``; raise if it fails checks."""
+    error = None
     try:
       out = self.manager.restore(
         step,
@@ -115,10 +130,15 @@ class Checkpointer:
         ),
       )
     except Exception as e:  # unreadable files, missing items, shape mismatch
+      error = e
+    # Verification below is a collective: every process must take the same branch.
+    if not _everyone(error is None):
+      if error is None:
+        raise CorruptCheckpointError(f"step {step} could not be read on another process")
       raise CorruptCheckpointError(
-        f"step {step} could not be read: {type(e).__name__}: "
-        f"{str(e).splitlines()[0] if str(e) else ''}"
-      ) from e
+        f"step {step} could not be read: {type(error).__name__}: "
+        f"{str(error).splitlines()[0] if str(error) else ''}"
+      ) from error
     state, meta = out["state"], dict(out["meta"])
     got, finite = verify(state)
     if not finite:
@@ -128,16 +148,42 @@ class Checkpointer:
       raise CorruptCheckpointError(f"step {step} does not match its stored checksum")
     return state, meta
 
-  def restore_latest_good(self, abstract_state: Any) -> tuple[Any, dict] | None:
-    """Newest step that restores and verifies; warns about and skips broken ones."""
+  def restore_latest_good(self, abstract_state: Any, move_aside: bool = False):
+    """Newest step that restores and verifies (``(state, meta)``, or None); warns about broken
+    ones and, with ``move_aside`` (training), renames them out of the way (`move_aside`)."""
     for step in reversed(self.all_steps()):
       try:
         return self.restore_step(step, abstract_state)
       except CorruptCheckpointError as e:
-        msg = f"checkpoint {self.directory}/{step} is broken ({e}); trying the previous one"
+        msg = f"checkpoint {self.directory}/{step} is broken ({e})"
+        if move_aside:
+          msg += f"; moved to {self.move_aside(step)}"
+        msg += "; trying the previous one"
         log.warning(msg)
-        print(f"WARNING: {msg}", flush=True)
+        if jax.process_index() == 0:
+          print(f"WARNING: {msg}", flush=True)
     return None
+
+  def move_aside(self, step: int) -> str:
+    """Rename step ``step`` to ``<step>.broken-<n>`` (first free n); returns the new path.
+
+    Only process 0 renames (the directory is shared); the others wait for it, then every
+    process re-reads the step list, so the step can be saved afresh.
+    """
+    src = os.path.join(self.directory, str(step))
+    n = 1
+    while os.path.exists(f"{src}.broken-{n}"):
+      n += 1
+    dest = f"{src}.broken-{n}"
+    many = jax.process_count() > 1
+    if many:  # every process has chosen the same name before it changes
+      multihost_utils.sync_global_devices(f"livermore_brain_move_aside_{step}_name")
+    if jax.process_index() == 0:
+      os.rename(src, dest)
+    if many:
+      multihost_utils.sync_global_devices(f"livermore_brain_move_aside_{step}_done")
+    self.manager.reload()
+    return dest
 
 
 def abstract_with_shardings(abstract: Any, shardings: Any) -> Any:

@@ -117,7 +117,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
     os.path.join(workdir, "checkpoints"), max_to_keep=int(config.keep_checkpoints)
   )
   abstract = ckpt_lib.abstract_with_shardings(task.abstract_state(), shardings)
-  restored = ckpt.restore_latest_good(abstract)
+  restored = ckpt.restore_latest_good(abstract, move_aside=True)  # broken steps: renamed
   if restored is not None:
     state, meta = restored
     _log(
