@@ -12,12 +12,22 @@ A training run restores with ``move_aside=True``: a broken step is renamed
 saves that step afresh instead of failing on "checkpoint for step N already exists" forever. In a
 multi-process run every process agrees that a step is broken before anyone moves on (a read error
 on one process counts for all), process 0 renames and the others wait for it.
+
+A save that fails for lack of space (``ENOSPC``; TensorStore's ``RESOURCE_EXHAUSTED ... No space
+left on device``), whether it surfaces at once or later from the asynchronous writer, becomes one
+`DiskFullError` whose message says where, how much a checkpoint needs, which earlier steps are
+intact and how to resume; Orbax's and asyncio's log records about it are silenced. Orbax writes
+a step into a temporary directory and renames it only once complete, so earlier steps are safe.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import shutil
+import sys
 from typing import Any
 
 import jax
@@ -83,6 +93,85 @@ def _everyone(ok: bool) -> bool:
   return bool(np.all(multihost_utils.process_allgather(np.array(ok, np.int32))))
 
 
+class DiskFullError(RuntimeError):
+  """A checkpoint could not be written for lack of space (the message is the one line to show)."""
+
+
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "os_error_code='28'")
+
+
+def is_disk_full(e: BaseException | None) -> bool:
+  """Whether ``e`` (or an exception it was raised from) is a full disk or an exceeded quota."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if any(t in str(e) for t in _DISK_FULL_TEXT):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+class _QuietDiskFull(logging.Filter):
+  """Drops the log records a failed asynchronous save leaves behind (Orbax's worker threads log
+  every failure with its traceback, asyncio its orphaned futures): `DiskFullError` says it once.
+  Once a disk-full record was seen, the follow-up noise of the dying event loops goes too."""
+
+  _AFTERMATH = ("Event loop is closed", "exception was never retrieved", "Failed to run")
+
+  def __init__(self):
+    super().__init__()
+    self.tripped = False
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    text = record.getMessage() if record.args else str(record.msg)
+    if is_disk_full(exc) or any(t in text for t in _DISK_FULL_TEXT):
+      self.tripped = True
+      return False
+    return not (self.tripped and any(t in text for t in self._AFTERMATH))
+
+
+_QUIET = _QuietDiskFull()
+
+
+def _late_callback(exc: BaseException | None) -> bool:
+  """A TensorStore write finishing after its asyncio loop closed (a failed save's other writes)."""
+  return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def _quiet_unraisable(hook):
+  def quiet(unraisable):
+    if not (_QUIET.tripped and _late_callback(unraisable.exc_value)):
+      hook(unraisable)
+
+  quiet.livermore_brain = True
+  return quiet
+
+
+def _install_quiet_filter() -> None:
+  for name in ("absl", "asyncio"):  # Orbax logs through absl; asyncio through its own logger
+    logger = logging.getLogger(name)
+    if _QUIET not in logger.filters:
+      logger.addFilter(_QUIET)
+  if not getattr(sys.unraisablehook, "livermore_brain", False):
+    sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+
+
+def _mb(n: float) -> str:
+  return f"{n / 1e6:,.1f} MB" if n >= 1e5 else f"{n / 1e3:,.0f} kB"
+
+
+def _dir_bytes(path: str) -> int:
+  total = 0
+  for root, _, files in os.walk(path):
+    for f in files:
+      with contextlib.suppress(OSError):
+        total += os.path.getsize(os.path.join(root, f))
+  return total
+
+
 class Checkpointer:
   """Save/restore a state pytree plus JSON metadata, verifying what comes back."""
 
@@ -97,6 +186,10 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(
       self.directory, options=options, item_names=("state", "meta")
     )
+    self._state_bytes = 0  # of the last state saved: what a checkpoint needs, at least
+    self._failed: DiskFullError | None = None
+    self._in_flight: int | None = None  # the step of the save not yet known to be complete
+    _install_quiet_filter()
 
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
@@ -106,18 +199,58 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, meta: dict | None = None, force: bool = True) -> None:
     meta = dict(meta or {}, step=int(step), fingerprint=fingerprint(state))
-    self.manager.save(
-      int(step),
-      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-      force=force,
-    )
+    self.wait()  # the previous asynchronous save: its failure is reported as its own step's
+    self._state_bytes = sum(int(x.nbytes) for x in jax.tree.leaves(state))
+    self._in_flight = int(step)
+    with self._disk_full_is_one_error():
+      self.manager.save(
+        int(step),
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=force,
+      )
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    if self._failed is None:  # after a failed save, its error was raised once already
+      with self._disk_full_is_one_error():
+        self.manager.wait_until_finished()
+      self._in_flight = None
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    self.wait()
+    with contextlib.suppress(Exception) if self._failed else contextlib.nullcontext():
+      self.manager.close()
+
+  @contextlib.contextmanager
+  def _disk_full_is_one_error(self):
+    """Turns a lack-of-space failure of the save in flight into `DiskFullError` (raised once:
+    later waits are quiet)."""
+    try:
+      yield
+    except Exception as e:
+      if not is_disk_full(e):
+        raise
+      self._failed = DiskFullError(self.disk_full_message(self._in_flight))
+      raise self._failed from None
+
+  def disk_full_message(self, step: int | None) -> str:
+    """One line: where, how much space a checkpoint needs, what is intact, how to resume."""
+    steps = sorted(int(d) for d in os.listdir(self.directory) if d.isdigit())
+    need = max([self._state_bytes] + [_dir_bytes(os.path.join(self.directory, str(steps[-1])))])
+    try:
+      free = f", {_mb(shutil.disk_usage(self.directory).free)} free"
+    except OSError:
+      free = ""
+    which = f"step {step} " if step is not None else ""
+    if steps:
+      intact = f"the earlier checkpoints (steps {', '.join(map(str, steps))}) are intact"
+      resume = f"rerun the same command to resume from step {steps[-1]}"
+    else:
+      intact, resume = "no earlier checkpoint exists", "rerun the same command to start again"
+    return (
+      f"no space left on device: checkpoint {which}could not be written to {self.directory} (a "
+      f"checkpoint needs about {_mb(need)}{free}); {intact}. Free some space (or lower "
+      f"--config.keep_checkpoints) and {resume}"
+    )
 
   def restore_step(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restore one step onto the shardings in ``abstract_state``; raise if it fails checks."""
