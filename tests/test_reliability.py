@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import errno
 import functools
+import importlib
 import os
+import random
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +24,9 @@ from orbax.checkpoint._src.serialization import serialization as ocp_serializati
 from experiments import common
 from experiments.configs import rica_yfcc
 from livermore_brain import families
+from livermore_brain import sharding as shd
 from livermore_brain.train import checkpoint as ckpt_lib
+from livermore_brain.train import run_dir
 
 # The failed save's Orbax/TensorStore coroutines are reported as "ignored" when collected.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -96,3 +104,79 @@ def test_a_full_disk_during_training_prints_one_line_and_exits_2(tmp_path, monke
   assert "(steps 5, 10) are intact" in errors[0] and "resume from step 10" in errors[0]
   summary = common.train(c, wd)
   assert summary["start_step"] == 10 and summary["final_step"] == 20
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One row per family: (experiment, its config file, overrides for a short run that saves often).
+# A new family adds its row; the test is the same.
+FAMILY_RUNS = [
+  ("rica_yfcc", "rica_yfcc.py", {"num_steps": 24}),
+  ("resception", "resception.py", {"num_steps": 24, "eval.source": ""}),
+]
+
+
+def _config(config_file, overrides):
+  mod = importlib.import_module(f"experiments.configs.{config_file[:-3]}")
+  c = mod.get_config("tiny")
+  for key, value in overrides.items():
+    node, *path, last = [c, *key.split(".")]
+    for k in path:
+      node = node[k]
+    node[last] = value
+  return c
+
+
+def _final_state(workdir, config):
+  task = families.make_task(config)
+  mesh = shd.make_mesh("data:1,model:1", jax.devices()[:1])
+  state, meta = run_dir.restore(workdir, task, mesh, shd.rules_from_config(config.rules))
+  return int(meta["step"]), jax.tree.map(np.asarray, jax.device_get(state))
+
+
+@pytest.mark.parametrize("experiment, config_file, overrides", FAMILY_RUNS, ids=lambda v: str(v))
+def test_a_kill_in_the_middle_of_an_async_save_resumes_bitwise(
+  experiment, config_file, overrides, tmp_path
+):
+  """SIGKILL while the k-th asynchronous checkpoint (k random) is being written — the moment
+  its temporary directory appears — then the same command again: it resumes from the last
+  complete step and ends bitwise equal to an uninterrupted run."""
+  seed = int.from_bytes(os.urandom(4), "little")
+  k = random.Random(seed).randint(2, 9)  # of the 12 saves (every 2 steps)
+  overrides = {**overrides, "checkpoint_every": 2, "log_every": 2, "tensorboard": False}
+  flags = [f"--config.{key}={value}" for key, value in overrides.items()]
+  cmd = [sys.executable, "-m", f"experiments.{experiment}",
+         f"--config=experiments/configs/{config_file}:tiny", f"--workdir={tmp_path / 'run'}", *flags]  # fmt: skip
+  env = {k_: v for k_, v in os.environ.items() if k_ != "XLA_FLAGS"}  # one device, as users run
+  ck = tmp_path / "run" / "checkpoints"
+  p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  seen, deadline = set(), time.monotonic() + 240
+  try:
+    while len(seen) < k:
+      assert p.poll() is None, f"(seed {seed}) run ended before save {k}: {p.stderr.read()[-2000:]}"
+      assert time.monotonic() < deadline, f"(seed {seed}) no save {k} in time"
+      if ck.is_dir():
+        seen.update(d for d in os.listdir(ck) if ".orbax-checkpoint-tmp" in d)
+      time.sleep(0.002)
+    os.kill(p.pid, signal.SIGKILL)
+  finally:
+    p.kill()
+    p.communicate()
+  assert p.returncode == -signal.SIGKILL
+  complete = sorted(int(d) for d in os.listdir(ck) if d.isdigit())
+  r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, f"(seed {seed}) {r.stderr[-3000:]}"
+  if complete:
+    assert f"resumed from {ck}/{complete[-1]}" in r.stdout, f"(seed {seed}) {r.stdout[-2000:]}"
+  assert not [d for d in os.listdir(ck) if "tmp" in d]  # the half-written save is gone
+
+  ref = str(tmp_path / "uninterrupted")  # a process like the killed one: the same XLA programs
+  r = subprocess.run([*cmd[:-len(flags) - 1], f"--workdir={ref}", *flags], cwd=ROOT, env=env,
+                     capture_output=True, text=True, timeout=300)  # fmt: skip
+  assert r.returncode == 0, r.stderr[-3000:]
+  config = _config(config_file, overrides)
+  step_a, a = _final_state(ref, config)
+  step_b, b = _final_state(str(tmp_path / "run"), config)
+  assert step_a == step_b == overrides["num_steps"]
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y, err_msg=f"seed {seed}, killed in save {k}")
