@@ -119,13 +119,25 @@ def train(config, workdir: str) -> dict:
 
   distributed.initialize(config.get("distributed"))
   from livermore_brain import families
-  from livermore_brain.train import loop
+  from livermore_brain.train import checkpoint, loop
 
   try:
     summary = families.train(config, workdir)
   except loop.NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  except checkpoint.DiskFullError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except OSError as e:  # a full disk under a metrics file, a figure, config.json
+    if not checkpoint.is_disk_full(e):
+      raise
+    print(
+      f"error: no space left on device writing {e.filename or workdir}; the checkpoints in "
+      f"{workdir}/checkpoints are intact: free some space and rerun the same command to resume",
+      file=sys.stderr,
+    )
+    sys.exit(2)
   if distributed.is_main():
     wd = summary["workdir"]
     extra = (

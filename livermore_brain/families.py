@@ -20,6 +20,8 @@ import importlib
 
 import ml_collections
 
+from livermore_brain.train import config_ranges
+
 # family name -> (module, Task class name). Imported only when asked for.
 FAMILIES: dict[str, tuple[str, str]] = {
   "rica": ("livermore_brain.rica.task", "RicaTask"),
@@ -44,7 +46,9 @@ def module(name: str):
 def make_task(config: ml_collections.ConfigDict):
   """The `Task` that ``config.family`` names, built from ``config``."""
   name = family_of(config)
-  return getattr(module(name), FAMILIES[name][1])(config)
+  cls = getattr(module(name), FAMILIES[name][1])
+  config_ranges.check(config, cls.config_ranges)  # one clear line, before the task is built
+  return cls(config)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:

@@ -46,6 +46,8 @@ TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
       "batch_size=15 is not divisible by the mesh's data axis (2)",
     ),
     (["--config.mesh=data:3,model:1"], None, "3x1 = 3 devices, but 1 are available"),
+    (["--config.batch_size=0"], None, "batch_size must be >= 1, got 0"),  # issue #17
+    (["--config.num_steps=-5"], None, "num_steps must be >= 1, got -5"),
     (
       ["--config.mesh=model:8", "--config.model.location_multiple=1"],
       {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},

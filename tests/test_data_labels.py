@@ -180,7 +180,11 @@ def test_yfcc_tags(tmp_path):
   b = _take(pipe, 1)[0]
   assert set(b) == {"tags", "item", "example", "reason"} and b["tags"].shape == (4,)
   assert b["tags"][0] == b"sunset new_york beach over the bay"  # photo 1001, "sunset" once
-  assert b["tags"][1] == b"sunset beach img_1234" and b["tags"][2] == b""
+  assert b["tags"][1] == b"sunset beach img_1234"
+  # The third photo has no tags: a task reading tags gets the next photo instead, counted.
+  assert pipe.source.tags(2) == "" and b["tags"][2] == pipe.source.tags(3).encode()
+  assert images.REASONS[b["reason"][2]] == "no_tags" and pipe.bad_counts()["no_tags"] == 1
+  assert all(t for b in _take(pipe, 4) for t in b["tags"])  # never an empty tags field
   rec = yfcc.parse_line(open(fx["metadata"][24], "rb").readline())
   assert yfcc.words(rec) == ("sunset", "new_york", "beach", "over", "the", "bay")
 
@@ -215,3 +219,32 @@ def test_labeled_sets_digits():
   assert labeled.at_input(te, (16, 16, 3)).images.shape == (359, 16, 16, 3)
   tr2, _ = labeled.sklearn_digits()
   np.testing.assert_array_equal(tr2.images, tr.images)
+
+
+def test_missing_or_out_of_range_labels_are_skipped_and_counted(classes, tmp_path):
+  """Issue #17: an image directly in a labeled folder has no label (-1); a label outside the
+  class list (a damaged label array); both are replaced like bad images and counted by reason,
+  never yielded. A task that reads no labels uses those images."""
+  import shutil
+
+  root = tmp_path / "mixed"
+  shutil.copytree(classes, root)
+  Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "stray.png")  # no class
+  pipe = _pipe(f"folder:{root}", (16, 16, 3), 3)
+  src = pipe.source
+  assert pipe.class_names == ("cat", "dog", "emu", "zzz")
+  stray = src.all_paths.index(str(root / "stray.png"))
+  assert src.label(stray) == -1
+  cat = src.all_paths.index(str(root / "cat" / "a.png"))
+  src.labels[cat] = 7  # outside the 4 classes
+  batches = _take(pipe, 8)  # 24 slots over 10 items: every item is met
+  used = np.concatenate([b["item"] for b in batches])
+  labels = np.concatenate([b["label"] for b in batches])
+  assert stray not in used and cat not in used and ((labels >= 0) & (labels < 4)).all()
+  reasons = np.concatenate([b["reason"] for b in batches])
+  counts = pipe.bad_counts()
+  for reason in ("missing_label", "bad_label"):
+    assert counts[reason] == (reasons == images.CODE[reason]).sum() >= 1
+  unlabeled = _pipe(f"folder:{root}", (16, 16, 3), 3, fields=("image",))
+  used = np.concatenate([b["item"] for b in _take(unlabeled, 4)])
+  assert stray in used and "missing_label" not in unlabeled.bad_counts()

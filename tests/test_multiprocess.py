@@ -128,3 +128,31 @@ def test_killed_process_ends_the_job(tmp_path):
   for pid in pids.values():  # nothing left behind
     with pytest.raises(ProcessLookupError):
       os.kill(pid, 0)
+
+
+def test_broken_step_is_moved_aside_on_every_process(two_process_run, tmp_path):
+  """Issue #17 on 2 processes: the newest step (24) damaged in process 1's files; the rerun of
+  the same command agrees on every process that it is broken, process 0 renames it to
+  ``24.broken-1``, both resume from 20 and save 24 afresh: the parameters of the undamaged run."""
+  import glob
+  import shutil
+
+  wd = str(tmp_path / "run")
+  shutil.copytree(two_process_run, wd)
+  ck = os.path.join(wd, "checkpoints")
+  files = glob.glob(os.path.join(ck, "24", "state", "ocdbt.process_1", "d", "*"))
+  big = max(files, key=os.path.getsize)
+  with open(big, "r+b") as f:
+    f.seek(os.path.getsize(big) // 2)
+    f.write(os.urandom(256))
+  p = _launch(wd)
+  out, _ = p.communicate(timeout=300)
+  assert p.returncode == 0, out[-4000:]
+  assert f"[p0] WARNING: checkpoint {ck}/24 is broken" in out and "24.broken-1" in out
+  assert f"[p0] resumed from {ck}/20" in out  # (only process 0 prints)
+  assert sorted(os.listdir(ck)) == ["20", "24", "24.broken-1"]
+  step_a, a = _params(two_process_run)
+  step_b, b = _params(wd)
+  assert step_a == step_b == STEPS
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)

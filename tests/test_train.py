@@ -100,23 +100,58 @@ def test_restore_onto_another_mesh(uninterrupted, tmp_path):
   assert_trees(a.params, b.params, exact=False, rtol=2e-4, atol=2e-5)
 
 
+def corrupt(step_dir):
+  """Overwrite bytes in the middle of a step's largest array file: Orbax alone would not notice."""
+  files = [
+    f
+    for f in glob.glob(os.path.join(step_dir, "state", "**", "*"), recursive=True)
+    if os.path.isfile(f) and os.path.getsize(f) > 4096
+  ]
+  assert files, f"no data file found in {step_dir}"
+  big = max(files, key=os.path.getsize)
+  with open(big, "r+b") as f:
+    f.seek(os.path.getsize(big) // 2)
+    f.write(os.urandom(256))
+  return big
+
+
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
   wd = str(tmp_path)
   dev = jax.devices()[:1]
   families.train(tiny_config(num_steps=20, checkpoint_every=10), wd, devices=dev)
-  files = [
-    f
-    for f in glob.glob(os.path.join(wd, "checkpoints", "20", "state", "**", "*"), recursive=True)
-    if os.path.isfile(f) and os.path.getsize(f) > 4096
-  ]
-  assert files, "no data file found in the checkpoint"
-  big = max(files, key=os.path.getsize)
-  with open(big, "r+b") as f:  # overwrite bytes in the middle: Orbax alone would not notice
-    f.seek(os.path.getsize(big) // 2)
-    f.write(os.urandom(256))
+  corrupt(os.path.join(wd, "checkpoints", "20"))
   run = run_dir.load(wd, devices=dev)
   assert run.step == 10
   assert "broken" in capsys.readouterr().out
+  assert os.path.isdir(os.path.join(wd, "checkpoints", "20"))  # reading a run moves nothing
+
+
+def test_broken_steps_are_moved_aside_and_the_rerun_ends_as_uninterrupted(
+  uninterrupted, tmp_path, capsys
+):
+  """Issue #17: the newest step (40) and the one before it (35) broken; rerunning the same
+  command resumes from 30, keeps the broken steps as ``<step>.broken-1``, saves 35 and 40 afresh
+  (it used to stop at "checkpoint for step 40 already exists" on every rerun) and ends with the
+  parameters of the uninterrupted run."""
+  wd = str(tmp_path)
+  dev = jax.devices()[:1]
+  families.train(tiny_config(num_steps=40, checkpoint_every=5), wd, devices=dev)
+  ck = os.path.join(wd, "checkpoints")
+  damaged = {}  # step -> (path inside the step, its damaged bytes)
+  for s in (35, 40):
+    path = corrupt(os.path.join(ck, str(s)))
+    damaged[s] = (os.path.relpath(path, os.path.join(ck, str(s))), open(path, "rb").read())
+  summary = families.train(tiny_config(num_steps=40, checkpoint_every=5), wd, devices=dev)
+  out = capsys.readouterr().out
+  assert summary["start_step"] == 30 and summary["final_step"] == 40
+  for s, (rel, data) in damaged.items():
+    assert f"moved to {ck}/{s}.broken-1" in out
+    with open(os.path.join(ck, f"{s}.broken-1", rel), "rb") as f:  # kept as it was, for a look
+      assert f.read() == data
+  assert sorted(d for d in os.listdir(ck) if d.isdigit()) == ["30", "35", "40"]
+  _, a = params_np(uninterrupted)
+  _, b = params_np(wd)
+  assert_trees(a, b, exact=True)
 
 
 def test_non_finite_loss_stops_cleanly(tmp_path):

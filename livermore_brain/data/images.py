@@ -24,7 +24,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 # Reason codes carried through tf.data (0 = fine). Order is part of the batch format.
-REASONS = ("ok", "missing_file", "empty_file", "not_image", "decode_error", "read_error")
+# The last three are items whose image may be fine but whose other fields a task needs are not:
+# a label missing (-1) or outside the class list, or a photo with no tags (issue #17).
+REASONS = (
+  "ok", "missing_file", "empty_file", "not_image", "decode_error", "read_error",
+  "missing_label", "bad_label", "no_tags",
+)  # fmt: skip
 CODE = {r: i for i, r in enumerate(REASONS)}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 

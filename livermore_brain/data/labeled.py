@@ -126,7 +126,7 @@ def folder(
       f"image folder {directory!r} has class subfolders {classes[:5]} but no {'/'.join(ext)} "
       "images in them"
     ) from None
-  if src.class_names is None:
+  if src.class_names is None or (src.labels < 0).any():
     raise ValueError(
       f"image folder {directory!r} has images directly in it, so the folder source gives it no "
       f"labels; expected only {directory}/<class>/<image>"

@@ -91,6 +91,10 @@ class Pipeline:
     self._global_order = bool(getattr(source, "global_order", False))
     self._labels = getattr(source, "class_names", None) is not None and not self._sequential
     self._tags = "tags" in self.fields
+    # Fields the task reads are checked before the image is decoded: an item without a valid
+    # label / with no tags is bad for this task, replaced and counted like an undecodable image.
+    self._check_label = self._labels and "label" in self.fields
+    self._num_labels = len(source.class_names) if self._check_label else 0
     self._lock = threading.Lock()
     self._perms: dict[int, np.ndarray] = {}
     self._bad: dict[int, str] = {}
@@ -211,6 +215,7 @@ class Pipeline:
     for t in range(n):
       item = int(perm[(pos + t) % n])
       try:
+        self._check_fields(item)
         img = self._item(item, g)
       except images.BadImage as e:
         reason = reason or images.CODE[e.reason]
@@ -223,6 +228,25 @@ class Pipeline:
       f"every one of the {n} items of this process's shard is undecodable "
       f"({summarize_bad_counts(self._bad_histogram())}): {self.source.describe()}"
     )
+
+  def _check_fields(self, item: int) -> None:
+    """Raise `images.BadImage` (remembered, like a bad image) if the item lacks a field the task
+    reads: a label in ``[0, num_classes)``, non-empty tags."""
+    if item in self._bad:
+      return  # _item raises with the remembered reason
+    reason = None
+    if self._check_label:
+      label = self.source.label(item)
+      if label is None or label < 0:
+        reason = "missing_label"
+      elif label >= self._num_labels:
+        reason = "bad_label"
+    if reason is None and self._tags and not self.source.tags(item).strip():
+      reason = "no_tags"
+    if reason is not None:
+      with self._lock:
+        self._bad[item] = reason
+      raise images.BadImage(reason)
 
   def _bad_histogram(self) -> dict:
     with self._lock:

@@ -130,8 +130,9 @@ class BuiltinSource:
 class FolderSource:
   """Every JPEG/PNG/GIF/BMP under a directory, recursively, in sorted order.
 
-  Labeled when the images sit in class subfolders (none directly in the directory): an image's
-  label is the index of its top-level subfolder among the sorted subfolder names.
+  Labeled when images sit in class subfolders: an image's label is the index of its top-level
+  subfolder among the sorted subfolder names; one directly in the directory has none (-1: a
+  task that reads labels skips it, counted as ``missing_label``).
   """
 
   cacheable = True
@@ -147,10 +148,10 @@ class FolderSource:
       raise ValueError(f"data.source folder:{root}: no {'/'.join(extensions)} files under it")
     rel = [os.path.relpath(p, root).split(os.sep) for p in self.all_paths]
     self.class_names, self.labels = None, None
-    if all(len(r) > 1 for r in rel):
+    if any(len(r) > 1 for r in rel):
       self.class_names = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir()))
       index = {c: i for i, c in enumerate(self.class_names)}
-      self.labels = np.array([index[r[0]] for r in rel], np.int32)
+      self.labels = np.array([index[r[0]] if len(r) > 1 else -1 for r in rel], np.int32)
 
   @property
   def num_items(self) -> int:

@@ -6,18 +6,35 @@ every leaf: a wrap-around sum of a hash of its raw bits. Integer sums are exact 
 so the fingerprint is the same whatever the mesh or reduction order — a checkpoint saved on 8
 devices verifies when restored onto 1. On restore we recompute it and check finiteness; a step
 that fails (or cannot be read at all) is reported and the previous step is tried instead.
+
+A training run restores with ``move_aside=True``: a broken step is renamed
+``<step>.broken-<n>`` (kept for inspection, never deleted; Orbax no longer lists it), so the run
+saves that step afresh instead of failing on "checkpoint for step N already exists" forever. In a
+multi-process run every process agrees that a step is broken before anyone moves on (a read error
+on one process counts for all), process 0 renames and the others wait for it.
+
+A save that fails for lack of space (``ENOSPC``; TensorStore's ``RESOURCE_EXHAUSTED ... No space
+left on device``), whether it surfaces at once or later from the asynchronous writer, becomes one
+`DiskFullError` whose message says where, how much a checkpoint needs, which earlier steps are
+intact and how to resume; Orbax's and asyncio's log records about it are silenced. Orbax writes
+a step into a temporary directory and renames it only once complete, so earlier steps are safe.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import shutil
+import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +86,92 @@ class CorruptCheckpointError(RuntimeError):
   pass
 
 
+def _everyone(ok: bool) -> bool:
+  """True iff ``ok`` holds on every process (a collective when there are several)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.array(ok, np.int32))))
+
+
+class DiskFullError(RuntimeError):
+  """A checkpoint could not be written for lack of space (the message is the one line to show)."""
+
+
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "os_error_code='28'")
+
+
+def is_disk_full(e: BaseException | None) -> bool:
+  """Whether ``e`` (or an exception it was raised from) is a full disk or an exceeded quota."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if any(t in str(e) for t in _DISK_FULL_TEXT):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+class _QuietDiskFull(logging.Filter):
+  """Drops the log records a failed asynchronous save leaves behind (Orbax's worker threads log
+  every failure with its traceback, asyncio its orphaned futures): `DiskFullError` says it once.
+  Once a disk-full record was seen, the follow-up noise of the dying event loops goes too."""
+
+  _AFTERMATH = ("Event loop is closed", "exception was never retrieved", "Failed to run")
+
+  def __init__(self):
+    super().__init__()
+    self.tripped = False
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    text = record.getMessage() if record.args else str(record.msg)
+    if is_disk_full(exc) or any(t in text for t in _DISK_FULL_TEXT):
+      self.tripped = True
+      return False
+    return not (self.tripped and any(t in text for t in self._AFTERMATH))
+
+
+_QUIET = _QuietDiskFull()
+
+
+def _late_callback(exc: BaseException | None) -> bool:
+  """A TensorStore write finishing after its asyncio loop closed (a failed save's other writes)."""
+  return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def _quiet_unraisable(hook):
+  def quiet(unraisable):
+    if not (_QUIET.tripped and _late_callback(unraisable.exc_value)):
+      hook(unraisable)
+
+  quiet.livermore_brain = True
+  return quiet
+
+
+def _install_quiet_filter() -> None:
+  for name in ("absl", "asyncio"):  # Orbax logs through absl; asyncio through its own logger
+    logger = logging.getLogger(name)
+    if _QUIET not in logger.filters:
+      logger.addFilter(_QUIET)
+  if not getattr(sys.unraisablehook, "livermore_brain", False):
+    sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+
+
+def _mb(n: float) -> str:
+  return f"{n / 1e6:,.1f} MB" if n >= 1e5 else f"{n / 1e3:,.0f} kB"
+
+
+def _dir_bytes(path: str) -> int:
+  total = 0
+  for root, _, files in os.walk(path):
+    for f in files:
+      with contextlib.suppress(OSError):
+        total += os.path.getsize(os.path.join(root, f))
+  return total
+
+
 class Checkpointer:
   """Save/restore a state pytree plus JSON metadata, verifying what comes back."""
 
@@ -83,6 +186,10 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(
       self.directory, options=options, item_names=("state", "meta")
     )
+    self._state_bytes = 0  # of the last state saved: what a checkpoint needs, at least
+    self._failed: DiskFullError | None = None
+    self._in_flight: int | None = None  # the step of the save not yet known to be complete
+    _install_quiet_filter()
 
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
@@ -92,21 +199,62 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, meta: dict | None = None, force: bool = True) -> None:
     meta = dict(meta or {}, step=int(step), fingerprint=fingerprint(state))
-    self.manager.save(
-      int(step),
-      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-      force=force,
-    )
+    self.wait()  # the previous asynchronous save: its failure is reported as its own step's
+    self._state_bytes = sum(int(x.nbytes) for x in jax.tree.leaves(state))
+    self._in_flight = int(step)
+    with self._disk_full_is_one_error():
+      self.manager.save(
+        int(step),
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=force,
+      )
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    if self._failed is None:  # after a failed save, its error was raised once already
+      with self._disk_full_is_one_error():
+        self.manager.wait_until_finished()
+      self._in_flight = None
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    self.wait()
+    with contextlib.suppress(Exception) if self._failed else contextlib.nullcontext():
+      self.manager.close()
+
+  @contextlib.contextmanager
+  def _disk_full_is_one_error(self):
+    """Turns a lack-of-space failure of the save in flight into `DiskFullError` (raised once:
+    later waits are quiet)."""
+    try:
+      yield
+    except Exception as e:
+      if not is_disk_full(e):
+        raise
+      self._failed = DiskFullError(self.disk_full_message(self._in_flight))
+      raise self._failed from None
+
+  def disk_full_message(self, step: int | None) -> str:
+    """One line: where, how much space a checkpoint needs, what is intact, how to resume."""
+    steps = sorted(int(d) for d in os.listdir(self.directory) if d.isdigit())
+    need = max([self._state_bytes] + [_dir_bytes(os.path.join(self.directory, str(steps[-1])))])
+    try:
+      free = f", {_mb(shutil.disk_usage(self.directory).free)} free"
+    except OSError:
+      free = ""
+    which = f"step {step} " if step is not None else ""
+    if steps:
+      intact = f"the earlier checkpoints (steps {', '.join(map(str, steps))}) are intact"
+      resume = f"rerun the same command to resume from step {steps[-1]}"
+    else:
+      intact, resume = "no earlier checkpoint exists", "rerun the same command to start again"
+    return (
+      f"no space left on device: checkpoint {which}could not be written to {self.directory} (a "
+      f"checkpoint needs about {_mb(need)}{free}); {intact}. Free some space (or lower "
+      f"--config.keep_checkpoints) and {resume}"
+    )
 
   def restore_step(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restore one step onto the shardings in ``abstract_state``; raise if it fails checks."""
+    error = None
     try:
       out = self.manager.restore(
         step,
@@ -115,10 +263,15 @@ class Checkpointer:
         ),
       )
     except Exception as e:  # unreadable files, missing items, shape mismatch
+      error = e
+    # Verification below is a collective: every process must take the same branch.
+    if not _everyone(error is None):
+      if error is None:
+        raise CorruptCheckpointError(f"step {step} could not be read on another process")
       raise CorruptCheckpointError(
-        f"step {step} could not be read: {type(e).__name__}: "
-        f"{str(e).splitlines()[0] if str(e) else ''}"
-      ) from e
+        f"step {step} could not be read: {type(error).__name__}: "
+        f"{str(error).splitlines()[0] if str(error) else ''}"
+      ) from error
     state, meta = out["state"], dict(out["meta"])
     got, finite = verify(state)
     if not finite:
@@ -128,16 +281,42 @@ class Checkpointer:
       raise CorruptCheckpointError(f"step {step} does not match its stored checksum")
     return state, meta
 
-  def restore_latest_good(self, abstract_state: Any) -> tuple[Any, dict] | None:
-    """Newest step that restores and verifies; warns about and skips broken ones."""
+  def restore_latest_good(self, abstract_state: Any, move_aside: bool = False):
+    """Newest step that restores and verifies (``(state, meta)``, or None); warns about broken
+    ones and, with ``move_aside`` (training), renames them out of the way (`move_aside`)."""
     for step in reversed(self.all_steps()):
       try:
         return self.restore_step(step, abstract_state)
       except CorruptCheckpointError as e:
-        msg = f"checkpoint {self.directory}/{step} is broken ({e}); trying the previous one"
+        msg = f"checkpoint {self.directory}/{step} is broken ({e})"
+        if move_aside:
+          msg += f"; moved to {self.move_aside(step)}"
+        msg += "; trying the previous one"
         log.warning(msg)
-        print(f"WARNING: {msg}", flush=True)
+        if jax.process_index() == 0:
+          print(f"WARNING: {msg}", flush=True)
     return None
+
+  def move_aside(self, step: int) -> str:
+    """Rename step ``step`` to ``<step>.broken-<n>`` (first free n); returns the new path.
+
+    Only process 0 renames (the directory is shared); the others wait for it, then every
+    process re-reads the step list, so the step can be saved afresh.
+    """
+    src = os.path.join(self.directory, str(step))
+    n = 1
+    while os.path.exists(f"{src}.broken-{n}"):
+      n += 1
+    dest = f"{src}.broken-{n}"
+    many = jax.process_count() > 1
+    if many:  # every process has chosen the same name before it changes
+      multihost_utils.sync_global_devices(f"livermore_brain_move_aside_{step}_name")
+    if jax.process_index() == 0:
+      os.rename(src, dest)
+    if many:
+      multihost_utils.sync_global_devices(f"livermore_brain_move_aside_{step}_done")
+    self.manager.reload()
+    return dest
 
 
 def abstract_with_shardings(abstract: Any, shardings: Any) -> Any:

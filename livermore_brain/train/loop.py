@@ -33,6 +33,7 @@ from jax.sharding import NamedSharding
 from livermore_brain import distributed
 from livermore_brain import sharding as shd
 from livermore_brain.train import checkpoint as ckpt_lib
+from livermore_brain.train import config_ranges
 from livermore_brain.train import metrics as metrics_lib
 from livermore_brain.train.task import Task
 
@@ -94,6 +95,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
 
   from livermore_brain import data as data_lib
 
+  config_ranges.check(config, task.config_ranges)  # (families.make_task checked it already)
   workdir = check_workdir(workdir)
   mesh = shd.make_mesh(config.mesh, devices)
   rules = shd.rules_from_config(config.get("rules"))
@@ -117,7 +119,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
     os.path.join(workdir, "checkpoints"), max_to_keep=int(config.keep_checkpoints)
   )
   abstract = ckpt_lib.abstract_with_shardings(task.abstract_state(), shardings)
-  restored = ckpt.restore_latest_good(abstract)
+  restored = ckpt.restore_latest_good(abstract, move_aside=True)  # broken steps: renamed
   if restored is not None:
     state, meta = restored
     _log(

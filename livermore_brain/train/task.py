@@ -33,7 +33,8 @@ Contract:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -54,6 +55,9 @@ BATCH_DTYPES = {"image": np.float32, "label": np.int32}
 class Task(abc.ABC):
   family: str = ""  # the name `livermore_brain.families` knows this task by
   input_spec: InputSpec
+  # Ranges of this family's own numeric config fields that `train.config_ranges.RULES` does not
+  # already name ({"model.<field>": config_ranges.Range(lo=1)}); checked before training.
+  config_ranges: Mapping = types.MappingProxyType({})
 
   @property
   def input_shape(self) -> tuple[int, int, int]:

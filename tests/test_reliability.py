@@ -1,0 +1,182 @@
+"""What a run survives (issue #17): a disk that fills up during a checkpoint save (one clear line,
+earlier checkpoints intact), and a kill at a random moment — also in the middle of an
+asynchronous save — for every family's tiny preset (the resumed run is bitwise the uninterrupted
+one). Broken checkpoints: tests/test_train.py and tests/test_multiprocess.py."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import importlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from orbax.checkpoint._src.serialization import serialization as ocp_serialization
+
+from experiments import common
+from experiments.configs import rica_yfcc
+from livermore_brain import families
+from livermore_brain import sharding as shd
+from livermore_brain.train import checkpoint as ckpt_lib
+from livermore_brain.train import run_dir
+
+# The failed save's Orbax/TensorStore coroutines are reported as "ignored" when collected.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def fill_the_disk(monkeypatch, after: int = 0):
+  """Every array write after the first ``after`` ones fails as a full disk does (the function
+  Orbax's writer threads call to hand each array to TensorStore)."""
+  real, calls = ocp_serialization.async_serialize_from_host, [0]
+
+  async def write(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] > after:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/the/array/file")
+    return await real(*args, **kwargs)
+
+  monkeypatch.setattr(ocp_serialization, "async_serialize_from_host", write)
+
+
+def small_state(seed):
+  k = jax.random.key(seed)
+  return {"w": jax.random.normal(k, (64, 32)), "step": jnp.array(seed, jnp.int32)}
+
+
+@pytest.mark.parametrize("async_save", [True, False])
+def test_a_full_disk_is_one_error_and_earlier_checkpoints_restore(
+  tmp_path, monkeypatch, async_save
+):
+  d = str(tmp_path / "checkpoints")
+  ck = ckpt_lib.Checkpointer(d, max_to_keep=5, async_save=async_save)
+  for step in (1, 2):
+    ck.save(step, small_state(step))
+  ck.wait()
+  fill_the_disk(monkeypatch)
+  with pytest.raises(ckpt_lib.DiskFullError) as err:
+    ck.save(3, small_state(3))
+    ck.wait()  # an asynchronous save fails here (or at the next save)
+  ck.close()  # quiet: the error was reported once
+  msg = str(err.value)
+  assert "\n" not in msg
+  assert msg.startswith(f"no space left on device: checkpoint step 3 could not be written to {d}")
+  need = 64 * 32 * 4 + 4  # bytes of the state's arrays; the files on disk are a little larger
+  mb = float(msg.split("needs about ")[1].split(" kB")[0]) * 1e3
+  assert need <= mb < 4 * need, msg
+  assert "the earlier checkpoints (steps 1, 2) are intact" in msg
+  assert msg.endswith("rerun the same command to resume from step 2")
+  monkeypatch.undo()
+  again = ckpt_lib.Checkpointer(d, async_save=False)
+  assert again.all_steps() == [1, 2]  # the half-written step 3 is not listed
+  abstract = jax.eval_shape(lambda: small_state(0))
+  for step in (1, 2):
+    state, meta = again.restore_step(step, abstract)
+    np.testing.assert_array_equal(state["w"], small_state(step)["w"])
+  again.close()
+
+
+def test_a_full_disk_during_training_prints_one_line_and_exits_2(tmp_path, monkeypatch, capfd):
+  """The loop's third checkpoint (step 15) hits a full disk: exit code 2, one ``error:`` line on
+  stderr and no traceback; the rerun resumes from step 10."""
+  c = rica_yfcc.get_config("tiny")
+  c.tensorboard, c.num_steps, c.checkpoint_every = False, 20, 5
+  wd = str(tmp_path)
+  one_device = functools.partial(families.train, devices=jax.devices()[:1])
+  monkeypatch.setattr(families, "train", one_device)
+  n_arrays = len(jax.tree.leaves(families.make_task(c).abstract_state()))
+  with monkeypatch.context() as m:
+    fill_the_disk(m, after=2 * n_arrays)  # steps 5 and 10 are written
+    with pytest.raises(SystemExit) as ex:
+      common.train(c, wd)
+  assert ex.value.code == 2
+  err = capfd.readouterr().err
+  errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+  assert len(errors) == 1 and "Traceback" not in err and "RESOURCE_EXHAUSTED" not in err, err
+  assert "checkpoint step 15 could not be written" in errors[0]
+  assert "(steps 5, 10) are intact" in errors[0] and "resume from step 10" in errors[0]
+  summary = common.train(c, wd)
+  assert summary["start_step"] == 10 and summary["final_step"] == 20
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One row per family: (experiment, its config file, overrides for a short run that saves often).
+# A new family adds its row; the test is the same.
+FAMILY_RUNS = [
+  ("rica_yfcc", "rica_yfcc.py", {"num_steps": 24}),
+  ("resception", "resception.py", {"num_steps": 24, "eval.source": ""}),
+]
+
+
+def _config(config_file, overrides):
+  mod = importlib.import_module(f"experiments.configs.{config_file[:-3]}")
+  c = mod.get_config("tiny")
+  for key, value in overrides.items():
+    node, *path, last = [c, *key.split(".")]
+    for k in path:
+      node = node[k]
+    node[last] = value
+  return c
+
+
+def _final_state(workdir, config):
+  task = families.make_task(config)
+  mesh = shd.make_mesh("data:1,model:1", jax.devices()[:1])
+  state, meta = run_dir.restore(workdir, task, mesh, shd.rules_from_config(config.rules))
+  return int(meta["step"]), jax.tree.map(np.asarray, jax.device_get(state))
+
+
+@pytest.mark.parametrize("experiment, config_file, overrides", FAMILY_RUNS, ids=lambda v: str(v))
+def test_a_kill_in_the_middle_of_an_async_save_resumes_bitwise(
+  experiment, config_file, overrides, tmp_path
+):
+  """SIGKILL while the k-th asynchronous checkpoint (k random) is being written — the moment
+  its temporary directory appears — then the same command again: it resumes from the last
+  complete step and ends bitwise equal to an uninterrupted run."""
+  seed = int.from_bytes(os.urandom(4), "little")
+  k = random.Random(seed).randint(2, 9)  # of the 12 saves (every 2 steps)
+  overrides = {**overrides, "checkpoint_every": 2, "log_every": 2, "tensorboard": False}
+  flags = [f"--config.{key}={value}" for key, value in overrides.items()]
+  cmd = [sys.executable, "-m", f"experiments.{experiment}",
+         f"--config=experiments/configs/{config_file}:tiny", f"--workdir={tmp_path / 'run'}", *flags]  # fmt: skip
+  env = {k_: v for k_, v in os.environ.items() if k_ != "XLA_FLAGS"}  # one device, as users run
+  ck = tmp_path / "run" / "checkpoints"
+  p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  seen, deadline = set(), time.monotonic() + 240
+  try:
+    while len(seen) < k:
+      assert p.poll() is None, f"(seed {seed}) run ended before save {k}: {p.stderr.read()[-2000:]}"
+      assert time.monotonic() < deadline, f"(seed {seed}) no save {k} in time"
+      if ck.is_dir():
+        seen.update(d for d in os.listdir(ck) if ".orbax-checkpoint-tmp" in d)
+      time.sleep(0.002)
+    os.kill(p.pid, signal.SIGKILL)
+  finally:
+    p.kill()
+    p.communicate()
+  assert p.returncode == -signal.SIGKILL
+  complete = sorted(int(d) for d in os.listdir(ck) if d.isdigit())
+  r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, f"(seed {seed}) {r.stderr[-3000:]}"
+  if complete:
+    assert f"resumed from {ck}/{complete[-1]}" in r.stdout, f"(seed {seed}) {r.stdout[-2000:]}"
+  assert not [d for d in os.listdir(ck) if "tmp" in d]  # the half-written save is gone
+
+  ref = str(tmp_path / "uninterrupted")  # a process like the killed one: the same XLA programs
+  r = subprocess.run([*cmd[:-len(flags) - 1], f"--workdir={ref}", *flags], cwd=ROOT, env=env,
+                     capture_output=True, text=True, timeout=300)  # fmt: skip
+  assert r.returncode == 0, r.stderr[-3000:]
+  config = _config(config_file, overrides)
+  step_a, a = _final_state(ref, config)
+  step_b, b = _final_state(str(tmp_path / "run"), config)
+  assert step_a == step_b == overrides["num_steps"]
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y, err_msg=f"seed {seed}, killed in save {k}")
