@@ -3,9 +3,11 @@ references (float64 numpy, hand-computed cases, planted problems)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
+from collections import Counter
 
 import jax
 import jax.numpy as jnp
@@ -178,6 +180,24 @@ def test_training_resumes_exactly(tmp_path):
   assert a.words == b.words and len(a.words) > 50
   np.testing.assert_array_equal(a.vectors, b.vectors)
   assert full["similarity"]["wordsim353"]["pairs"] > 0
+
+
+def test_bad_corpus_lines_are_skipped_and_counted(tmp_path):
+  corpus = tmp_path / "corpus.txt"
+  good = [b"the cat sat on the mat", b"a dog ran in the park", b"the cat and the dog"]
+  lines = [good[0], b"", b"   ", b"caf\xe9 latin-1 bytes", good[1], b"\xff\xfe", good[2], b"!!!"]
+  corpus.write_bytes(b"\n".join(lines * 40) + b"\n")
+  skipped = Counter()
+  docs = list(text.documents(f"text:{corpus}", skipped=skipped))
+  assert len(docs) == 3 * 40 and docs[0] == text.tokenize(good[0].decode())
+  assert skipped == {"empty_line": 3 * 40, "non_utf8": 2 * 40}  # blank, spaces, "!!!"; 2 bad
+  cfg = _sg_config()
+  cfg.source, cfg.min_count, cfg.num_steps, cfg.log_every = f"text:{corpus}", 1, 4, 2
+  said = []
+  skipgram.train(cfg, str(tmp_path / "run"), log=said.append)
+  assert any("skipped" in s and "non utf8" in s for s in said)
+  recs = [json.loads(x) for x in open(tmp_path / "run" / "metrics.jsonl")]
+  assert recs[-1]["data/skipped/non_utf8"] >= 2 and recs[-1]["data/skipped/empty_line"] >= 3
 
 
 # ---- metrics -------------------------------------------------------------------------------

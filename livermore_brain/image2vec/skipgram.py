@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from typing import Any, NamedTuple
 
 import jax
@@ -194,13 +195,23 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, log=pri
 
   os.makedirs(workdir, exist_ok=True)
   mesh = shd.make_mesh(config.get("mesh", ""), devices)
-  docs = lambda: text.documents(config.source, config.get("max_docs") or None)
+  skipped = Counter()  # bad corpus lines seen by the training stream, cumulative (metrics)
+  docs = lambda: text.documents(config.source, config.get("max_docs") or None, skipped)
   vpath = os.path.join(workdir, "vocab.txt")
   if os.path.exists(vpath):
     vocab = text.Vocab.load(vpath)
   else:
-    vocab = text.Vocab.build(docs(), config.min_count, config.get("max_vocab") or None)
+    bad = Counter()
+    vocab = text.Vocab.build(
+      text.documents(config.source, config.get("max_docs") or None, bad),
+      config.min_count, config.get("max_vocab") or None,
+    )  # fmt: skip
     vocab.save(vpath)
+    if bad:
+      log(
+        "corpus: skipped "
+        + ", ".join(f"{n:,} {r.replace('_', ' ')}s" for r, n in sorted(bad.items()))
+      )
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json(indent=2))
   model = SkipGram(config, len(vocab), mesh)
@@ -234,6 +245,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, log=pri
     if (s + 1) % config.log_every == 0 or s + 1 == config.num_steps:
       rate = done * config.batch_size / (time.perf_counter() - t0)
       rec = dict(step=s + 1, loss=float(loss), pairs_per_sec=round(rate, 1))
+      rec.update({f"data/skipped/{r}": n for r, n in sorted(skipped.items())})
       metrics.write(json.dumps(rec) + "\n")
       metrics.flush()
       log(f"step {s + 1}/{config.num_steps} loss {float(loss):.4f} {rate:,.0f} pairs/s")

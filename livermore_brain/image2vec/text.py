@@ -78,8 +78,15 @@ def yfcc_document(line: str | bytes) -> list[str] | None:
   return words
 
 
-def documents(source: str, max_docs: int | None = None) -> Iterator[list[str]]:
-  """Token lists, one per document, from a ``source`` string (module docstring)."""
+def documents(
+  source: str, max_docs: int | None = None, skipped: Counter | None = None
+) -> Iterator[list[str]]:
+  """Token lists, one per document, from a ``source`` string (module docstring).
+
+  Lines that cannot be used are skipped, never fatal, and counted by reason in ``skipped`` (as
+  the image pipeline counts bad images): ``empty_line`` (blank, or no words after
+  tokenizing), ``non_utf8`` (not valid UTF-8: dropped, not guessed at) and, for YFCC100M
+  metadata, ``malformed_line`` (wrong number of fields)."""
   kind, _, arg = source.partition(":")
   if kind == "lee":
     path, parse = package_file(*OFFLINE["lee"]), tokenize
@@ -91,13 +98,23 @@ def documents(source: str, max_docs: int | None = None) -> Iterator[list[str]]:
     raise ValueError(f"unknown text source {source!r}: use lee, text:<path> or yfcc100m:<path>")
   if not os.path.exists(path):
     raise FileNotFoundError(f"text source {source!r}: {path} does not exist")
+  skipped = Counter() if skipped is None else skipped
   n = 0
-  with open(path, encoding="utf-8", errors="replace") as f:
-    for line in f:
+  with open(path, "rb") as f:
+    for raw in f:
       if max_docs is not None and n >= max_docs:
         return
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError:
+        skipped["non_utf8"] += 1
+        continue
       words = parse(line)
-      if words:
+      if words is None:
+        skipped["malformed_line"] += 1
+      elif not words:
+        skipped["empty_line"] += 1
+      else:
         n += 1
         yield words
 
