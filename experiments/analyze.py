@@ -11,6 +11,11 @@ verified checkpoint and the run's config and writes into the run directory:
 * ``selectivity.json`` / ``selectivity.png`` — every neuron's best single-threshold accuracy for
   "positive class vs the rest" on a labeled probe set, for the trained network and for a
   random-weight network of the same architecture, with the chance rate (Le et al. 2012);
+* ``controls.json`` — Le et al.'s controls beside the studied layer's best neuron: the random
+  network's best neuron, the best single input pixel, the best linear filter (a logistic probe on
+  the pixels, thresholded like a neuron) and, for RICA runs, the best first-layer neuron; each
+  same-set (Le's numbers) and held out (threshold and neuron chosen on one half of the probe,
+  accuracy on the other; `eval.controls`);
 * ``optimal_stimuli.png`` — RICA runs: chosen neurons' optimal inputs by norm-constrained
   gradient ascent;
 * ``analysis.json`` — a summary of all of the above.
@@ -28,6 +33,7 @@ import numpy as np
 
 from livermore_brain import families, viz
 from livermore_brain.data import labeled
+from livermore_brain.eval import controls as controls_lib
 from livermore_brain.eval import optimal_stimulus as opt_lib
 from livermore_brain.eval import selectivity as sel_lib
 from livermore_brain.eval import topk as topk_lib
@@ -228,6 +234,19 @@ def analyze(workdir: str, config, log=print) -> dict:
     f"trained best neuron {t['best_neuron']} {100 * t['best_accuracy']:.1f}%, random "
     f"{100 * r['best_accuracy']:.1f}%, chance {100 * report['chance']:.1f}%"
   )
+
+  # Le et al.'s controls, same-set and held out.
+  sources = {f"trained {lname}": f_tr, f"random weights {lname}": f_rn}
+  if is_rica and layer != 0:
+    sources[f"trained {bf.spec.layers[0].name}"] = bf.features(probe_x, 0, batch_size=bs)
+  pixels = probe_x.reshape(probe_x.shape[0], -1)
+  sources["best single pixel"] = pixels
+  ctl = controls_lib.control_table(sources, probe_y, linear_inputs=pixels, seed=int(p.seed))
+  with open(out("controls.json"), "w") as f:
+    json.dump({"layer": lname, "probe": report["probe"], "controls": ctl}, f, indent=2)
+  summary["controls"] = {k: {m: v[m] for m in ("same_set", "held_out")} for k, v in ctl.items()}
+  log("  controls (best neuron of each; same-set and held-out accuracy):")
+  log("  " + controls_lib.format_table(ctl).replace("\n", "\n  "))
 
   # Top stimuli (paper Fig. 5).
   s = config.stimuli
