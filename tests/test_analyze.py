@@ -114,6 +114,10 @@ def test_planted_neuron_found_with_exact_accuracy(run, tmp_path):
   assert 0.5 <= sel["random"]["best_accuracy"] <= 1.0 and "best_neuron" in sel["random"]
   assert sel["probe"]["images"] == 20 and sel["probe"]["positives"] == 10
   assert summary["selectivity"]["trained"]["best_accuracy"] == sel["trained"]["best_accuracy"]
+  fs = summary["filter_stats"]
+  assert (
+    fs["filters"] > 0 and np.isfinite(fs["trained_median"]) and np.isfinite(fs["random_median"])
+  )
   with open(os.path.join(run, "controls.json")) as f:
     ctl = json.load(f)["controls"]
   layer = sel["layer"]

@@ -48,3 +48,24 @@ def test_linear_filter_beats_best_pixel_on_a_planted_direction():
   assert set(table) == {"pixel", "best linear filter (pixels)", "chance"}
   assert table["chance"]["held_out"] == max(y.mean(), 1 - y.mean())
   assert "| pixel |" in controls.format_table(table)
+
+
+def test_kurtosis_separates_sparse_filters_from_random_ones():
+  """Patches are sums of sparse (Laplacian) sources along orthonormal directions: a filter on a
+  source direction has the Laplacian's excess kurtosis 3; random unit-norm filters mix many
+  sources and are near-Gaussian (close to 0)."""
+  from livermore_brain.eval import filter_stats
+
+  rng = np.random.default_rng(0)
+  d, n = 32, 20000
+  basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
+  patches = (rng.laplace(size=(n, d)) @ basis.T)[None]  # (1, n, d)
+  learned = basis.T[None, :8]  # (1, 8, d): the true source directions
+  k = filter_stats.response_kurtosis(learned, patches)
+  assert k.shape == (1, 8) and np.all(np.abs(k - 3.0) < 0.5)
+  rnd = filter_stats.response_kurtosis(filter_stats.random_unit_filters((1, 8, d), seed=1), patches)
+  assert np.all(np.abs(rnd) < 1.0)  # 3 * sum(w^4) ~ 9 / d for a mixture of d sources
+  s = filter_stats.summary(k, rnd)
+  assert s["trained_above_random_p95"] == 1.0 and s["filters"] == 8
+  gauss = filter_stats.excess_kurtosis(rng.standard_normal(200000))
+  assert abs(gauss) < 0.05
