@@ -49,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # How RICA layers are read out ("" / 0 = the extractor's defaults, `rica.features`): readout
   # raw | abs | split | relu (before pooling); tap output (after LCN) | encode (before LCN); group:
   # L2-pool this many neighbouring features; input_scale: digits shrunk by this factor, centred.
-  c.readout = "split"  # measured: docs/analysis.md, "What moves the transfer error"
+  c.readout = "abs"  # measured: docs/analysis.md, "What moves the transfer error"
   c.tap = ""
   c.group = 0
   c.input_scale = 0.0
