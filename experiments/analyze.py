@@ -11,6 +11,14 @@ verified checkpoint and the run's config and writes into the run directory:
 * ``selectivity.json`` / ``selectivity.png`` — every neuron's best single-threshold accuracy for
   "positive class vs the rest" on a labeled probe set, for the trained network and for a
   random-weight network of the same architecture, with the chance rate (Le et al. 2012);
+* ``controls.json`` — Le et al.'s controls beside the studied layer's best neuron: the random
+  network's best neuron, the best single input pixel, the best linear filter (a logistic probe on
+  the pixels, thresholded like a neuron) and, for RICA runs, the best first-layer neuron; each
+  same-set (Le's numbers) and held out (threshold and neuron chosen on one half of the probe,
+  accuracy on the other; `eval.controls`);
+* ``filter_stats.json`` — RICA runs: excess kurtosis of every first-layer filter's responses on
+  held-out whitened patches from the run's pipeline (another seed), against random unit-norm
+  filters (`eval.filter_stats`);
 * ``optimal_stimuli.png`` — RICA runs: chosen neurons' optimal inputs by norm-constrained
   gradient ascent;
 * ``analysis.json`` — a summary of all of the above.
@@ -24,10 +32,13 @@ from __future__ import annotations
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 
 from livermore_brain import families, viz
 from livermore_brain.data import labeled
+from livermore_brain.eval import controls as controls_lib
+from livermore_brain.eval import filter_stats
 from livermore_brain.eval import optimal_stimulus as opt_lib
 from livermore_brain.eval import selectivity as sel_lib
 from livermore_brain.eval import topk as topk_lib
@@ -93,6 +104,20 @@ def write_filters(bf: bfl.BrainFeatures, path: str, locations: int = 16, per_loc
   )
   coords = ", ".join(f"({i // g.grid[1]},{i % g.grid[1]})" for i in locs[:4])
   return {"path": path, "locations": locs.tolist(), "first_coords": coords}
+
+
+def filter_kurtosis(bf: bfl.BrainFeatures, num_images: int = 128, seed: int | None = None):
+  """`filter_stats.summary` of layer 1 on ``num_images`` held-out pipeline images (seed: the
+  run's seed + 1, never the first batches the run trained on at that seed)."""
+  g = bf.spec.geometries[0]
+  seed = int(bf.config.get("seed", 0)) + 1 if seed is None else int(seed)
+  images = bf.pipeline_images(num_images, batch_size=min(64, num_images), seed=seed)
+  x = np.asarray(geo.extract_patches(jnp.asarray(images.transpose(1, 2, 0, 3)), g))
+  x = x[: g.num_locations]
+  w = np.asarray(bf.params[0]["w"])[: g.num_locations]
+  trained = filter_stats.response_kurtosis(w, x)
+  rnd = filter_stats.response_kurtosis(filter_stats.random_unit_filters(w.shape, seed), x)
+  return {"images": int(num_images), **filter_stats.summary(trained, rnd)}
 
 
 def selectivity_section(result: sel_lib.Selectivity, top: int = 10) -> dict:
@@ -190,6 +215,17 @@ def analyze(workdir: str, config, log=print) -> dict:
       bf, out("filters.png"), int(config.filters.locations), int(config.filters.per_location)
     )
     log(f"  filters.png: {len(summary['filters']['locations'])} first-layer locations")
+    if int(config.filters.kurtosis_images) > 0:
+      fs = filter_kurtosis(bf, int(config.filters.kurtosis_images))
+      summary["filter_stats"] = fs
+      with open(out("filter_stats.json"), "w") as f:
+        json.dump(fs, f, indent=2)
+      log(
+        f"  layer-1 response kurtosis on held-out whitened patches: median "
+        f"{fs['trained_median']:.2f} trained vs {fs['random_median']:.2f} random unit-norm "
+        f"filters; {100 * fs['trained_above_random_p95']:.0f}% of trained filters above the "
+        "random filters' 95th percentile"
+      )
 
   # Selectivity: trained vs random-weight network vs chance (Le et al. 2012).
   bs = int(config.batch_size)
@@ -228,6 +264,19 @@ def analyze(workdir: str, config, log=print) -> dict:
     f"trained best neuron {t['best_neuron']} {100 * t['best_accuracy']:.1f}%, random "
     f"{100 * r['best_accuracy']:.1f}%, chance {100 * report['chance']:.1f}%"
   )
+
+  # Le et al.'s controls, same-set and held out.
+  sources = {f"trained {lname}": f_tr, f"random weights {lname}": f_rn}
+  if is_rica and layer != 0:
+    sources[f"trained {bf.spec.layers[0].name}"] = bf.features(probe_x, 0, batch_size=bs)
+  pixels = probe_x.reshape(probe_x.shape[0], -1)
+  sources["best single pixel"] = pixels
+  ctl = controls_lib.control_table(sources, probe_y, linear_inputs=pixels, seed=int(p.seed))
+  with open(out("controls.json"), "w") as f:
+    json.dump({"layer": lname, "probe": report["probe"], "controls": ctl}, f, indent=2)
+  summary["controls"] = {k: {m: v[m] for m in ("same_set", "held_out")} for k, v in ctl.items()}
+  log("  controls (best neuron of each; same-set and held-out accuracy):")
+  log("  " + controls_lib.format_table(ctl).replace("\n", "\n  "))
 
   # Top stimuli (paper Fig. 5).
   s = config.stimuli

@@ -89,6 +89,27 @@ def resolve_pool(shape, pool: int, max_features: int) -> int | None:
   return None if g >= max(h, w) else g
 
 
+def with_readout(fx, config):
+  """``fx`` read out as the config asks (RICA runs; other families keep theirs)."""
+  kw = dict(
+    readout=str(config.readout) or None,
+    tap=str(config.tap) or None,
+    group=int(config.group) or None,
+    input_scale=float(config.input_scale) or None,
+  )
+  if not hasattr(fx, "with_readout"):
+    return fx
+  return fx.with_readout(**kw)
+
+
+def readout_of(fx) -> str | None:
+  """``"split, tap output, input scale 1.0"``-style summary of a RICA readout; None otherwise."""
+  if not hasattr(fx, "with_readout"):
+    return None
+  out = f"{fx.readout}, tap {fx.tap}, input scale {fx.input_scale:g}"
+  return out + (f", L2 groups of {fx.group}" if fx.group > 1 else "")
+
+
 # ---- systems and layers ------------------------------------------------------------------------
 def default_layers(fx) -> list[str]:
   """RICA: every exported layer; other families: the last three before ``logits``."""
@@ -161,8 +182,8 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
   step = None if int(config.step) < 0 else int(config.step)
   rseed = None if int(config.random_seed) < 0 else int(config.random_seed)
   bs, pool_mode = int(config.batch_size), str(config.pool_mode)
-  if pool_mode not in ("avg", "max"):
-    raise ValueError(f"pool_mode must be avg or max, got {pool_mode!r}")
+  if pool_mode not in ("avg", "max", "l2"):
+    raise ValueError(f"pool_mode must be avg, max or l2, got {pool_mode!r}")
   ft = config.finetune
   if mode != "probe" and str(ft.init_head) not in finetune_lib.INIT_HEADS:
     raise ValueError(
@@ -178,7 +199,7 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
   fxs = []
   for wd in workdirs:
     log(f"transfer: loading {wd}")
-    fxs.append(families.load_features(wd, step=step, devices=devices))
+    fxs.append(with_readout(families.load_features(wd, step=step, devices=devices), config))
   names = system_names(fxs, workdirs)
   several = len(fxs) > 1
   layers = [layers_for(fx, specs, wd, several) for fx, wd in zip(fxs, workdirs)]
@@ -288,6 +309,7 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
         pools=pool,
         random_seed=rseed,
         random_network=rnd.name,
+        readout=readout_of(fx),
       )
     )
     cache = {}

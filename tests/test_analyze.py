@@ -114,6 +114,18 @@ def test_planted_neuron_found_with_exact_accuracy(run, tmp_path):
   assert 0.5 <= sel["random"]["best_accuracy"] <= 1.0 and "best_neuron" in sel["random"]
   assert sel["probe"]["images"] == 20 and sel["probe"]["positives"] == 10
   assert summary["selectivity"]["trained"]["best_accuracy"] == sel["trained"]["best_accuracy"]
+  fs = summary["filter_stats"]
+  assert (
+    fs["filters"] > 0 and np.isfinite(fs["trained_median"]) and np.isfinite(fs["random_median"])
+  )
+  with open(os.path.join(run, "controls.json")) as f:
+    ctl = json.load(f)["controls"]
+  layer = sel["layer"]
+  assert ctl[f"trained {layer}"]["same_set"] == pytest.approx(18 / 20, abs=1e-12)
+  assert ctl[f"random weights {layer}"]["same_set"] == sel["random"]["best_accuracy"]
+  assert ctl["chance"]["same_set"] == pytest.approx(0.5)
+  for name in ("best single pixel", "best linear filter (pixels)"):
+    assert 0.5 <= ctl[name]["same_set"] <= 1.0 and 0.0 <= ctl[name]["held_out"] <= 1.0
   for name in ("filters", "top_stimuli", "top_stimuli_neurons", "selectivity", "optimal_stimuli"):
     path = os.path.join(run, f"{name}.png")
     assert os.path.getsize(path) > 1000, name

@@ -68,7 +68,7 @@ def test_one_table_over_two_runs(planted, rica_tiny, tmp_path):
   assert out["label_counts"] == {"30": 30, "1000": 300} and out["probe_seeds"] == [0, 1, 2]
   # The random-init twin of each architecture: same layer, other weights, own rows.
   assert all(r["random_network"].startswith("random (seed") for r in out["runs"])
-  assert out["rows"][f"{names[1]}: layer1 (trained)"]["dim"] == 2
+  assert out["rows"][f"{names[1]}: layer1 (trained)"]["dim"] == 2  # abs readout
   assert out["rows"][f"{names[0]}: layer1 (random init)"]["dim"] == 6 * 6 * 8
   for label, row in out["rows"].items():
     if row["kind"] == "reference":

@@ -25,7 +25,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.batch_size = 128  # images per feature batch (rounded up to a multiple of the data axis)
   c.random_seed = -1  # seed of the random-weight control network; -1 = the run's seed + 1
   # Paper Fig. 4: first-layer filters over a sampling of grid locations (rows) x filters.
-  c.filters = ml_collections.ConfigDict(dict(locations=16, per_location=16))
+  # kurtosis_images: held-out pipeline images for the filters' response kurtosis (0: skip).
+  c.filters = ml_collections.ConfigDict(dict(locations=16, per_location=16, kurtosis_images=128))
   # Paper Fig. 5: top-k stimuli of the most selective neurons over a set of probe images.
   # source "run" = the run's own training pipeline (its source and crops, deterministic);
   # "probe" = the labeled probe set below.
@@ -45,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   if preset == "fast":
     c.stimuli.num_images = 256
+    c.filters.kurtosis_images = 16
     c.probe.limit = 2_000
     c.optimal_stimulus.steps = 40
     c.optimal_stimulus.max_neurons = 4

@@ -45,7 +45,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Spatial pooling of each layer's map to a pool x pool grid: 0 = none; -1 = auto (pool only
   # layers with more than max_features values, to the largest grid that fits).
   c.pool = -1
-  c.pool_mode = "avg"  # avg | max
+  c.pool_mode = "avg"  # avg | max | l2 (root mean square)
+  # How RICA layers are read out ("" / 0 = the extractor's defaults, `rica.features`): readout
+  # raw | abs | split | relu (before pooling); tap output (after LCN) | encode (before LCN); group:
+  # L2-pool this many neighbouring features; input_scale: digits shrunk by this factor, centred.
+  c.readout = "abs"  # measured: docs/analysis.md, "What moves the transfer error"
+  c.tap = ""
+  c.group = 0
+  c.input_scale = 0.0
   c.max_features = 8192
   c.random_seed = -1  # the random-init twins' seed; -1 = each run's seed + 1
   c.probe_seeds = 3  # label subsets (seeds seed, seed + 1, ...); errors are mean ± sd over them

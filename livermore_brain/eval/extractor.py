@@ -35,7 +35,10 @@ from jax.sharding import Mesh
 
 from livermore_brain import sharding as shd
 
-POOL_MODES = ("avg", "max")
+POOL_MODES = ("avg", "max", "l2")
+# How a layer's signed map is read out before pooling: as is; |x|; x+ and x- as two channels
+# (the polarity split of Coates & Ng 2011); max(x, 0).
+READOUTS = ("raw", "abs", "split", "relu")
 
 
 class FeatureExtractor(Protocol):
@@ -135,16 +138,39 @@ def whiten_images(x: jax.Array, kernel: np.ndarray) -> jax.Array:
   )
 
 
+def readout(x: jax.Array, mode: str = "raw") -> jax.Array:
+  """A signed map ``(..., K)`` read out per value (`READOUTS`); ``split`` gives ``(..., 2K)``:
+  ``[max(x, 0), max(-x, 0)]``. Averaging a signed map over space cancels opposite responses of
+  one filter (a dark and a light stroke); the rectified readouts keep both."""
+  if mode == "raw":
+    return x
+  if mode == "abs":
+    return jnp.abs(x)
+  if mode == "relu":
+    return jnp.maximum(x, 0.0)
+  if mode == "split":
+    return jnp.concatenate([jnp.maximum(x, 0.0), jnp.maximum(-x, 0.0)], axis=-1)
+  raise ValueError(f"readout must be one of {READOUTS}, got {mode!r}")
+
+
+def readout_channels(k: int, mode: str) -> int:
+  return 2 * k if mode == "split" else k
+
+
 def pool_images(x: jax.Array, pool: int | None, mode: str = "avg") -> jax.Array:
   """Pool a batch-major map ``(B, H, W, K)`` to ``(B, g, g, K)`` with adaptive bins
-  (`pool_bins`); ``pool`` None/0: as is. Vectors ``(B, K)`` pass through."""
+  (`pool_bins`): mean, max or L2 (root mean square, Le et al. 2012's pooling); ``pool``
+  None/0: as is. Vectors ``(B, K)`` pass through."""
   if not pool or x.ndim != 4:
     return x
   if mode not in POOL_MODES:
     raise ValueError(f"pool mode must be one of {POOL_MODES}, got {mode!r}")
   if int(pool) < 0:
     raise ValueError(f"pool must be a positive grid size (or 0 for none), got {pool}")
-  red = jnp.mean if mode == "avg" else jnp.max
+  if mode == "l2":
+    red = lambda v, axis: jnp.sqrt(jnp.mean(jnp.square(v), axis=axis) + 1e-8)
+  else:
+    red = jnp.mean if mode == "avg" else jnp.max
   rows = [
     jnp.stack([red(x[:, y0:y1, x0:x1], axis=(1, 2)) for x0, x1 in pool_bins(x.shape[2], pool)], 1)
     for y0, y1 in pool_bins(x.shape[1], pool)

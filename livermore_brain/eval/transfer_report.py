@@ -102,7 +102,8 @@ def to_markdown(out: dict, config) -> str:
     lines.append(
       f"- **{r['system']}**: {r['workdir']}, step {r['step']}, input "
       f"{'x'.join(map(str, r['input_shape']))}; {pools} ({config.pool_mode}); "
-      f"random init: {r['random_network']}."
+      + (f"readout {r['readout']}; " if r.get("readout") else "")
+      + f"random init: {r['random_network']}."
     )
   lines.append("- **raw pixels**: the images at their native size.")
   if out["mode"] != "probe":

@@ -23,6 +23,12 @@ Two reconstruction modes:
   * ``image`` — overlapping reconstructions are summed back onto the input map and compared with
     it (Le et al. 2012); a sharded run pays a halo exchange for the fold.
 
+Optional L2 pooling (Le et al. 2012; Ni et al. 2015 left it out): with ``pool_group = g > 1``
+the K features of a location form K/g groups of g neighbouring features, each pooled to
+``p_j = sqrt(sum_{k in j} z_k^2 + eps)`` (`pool`), and the sparsity term is ``sum_j p_j`` (with
+g = 1 this is the plain ``sum_k sqrt(z_k^2 + eps)``). The layer then outputs the K/g pooled units.
+Pooling is local to one location's features, so it shards exactly like the layer itself.
+
 Costs are averaged over the batch and over (real) locations; the reconstruction and sparsity terms
 are reported separately, so ``loss = reconstruction + lam * sparsity``.
 """
@@ -82,6 +88,16 @@ def decode(params: dict, z: jax.Array) -> jax.Array:
   return wtz + params["b"].astype(z.dtype)[:, None, :]
 
 
+def pool(z: jax.Array, group: int, eps: float) -> jax.Array:
+  """L2 pooling of neighbouring features: ``(..., K) -> (..., K / group)``,
+  ``sqrt(sum_{k in group} z_k^2 + eps)``; ``group = 1``: ``sqrt(z^2 + eps)``, elementwise."""
+  k = z.shape[-1]
+  if group < 1 or k % group:
+    raise ValueError(f"pool group {group} must be >= 1 and divide the {k} features")
+  sq = jnp.square(z.astype(jnp.float32)).reshape(*z.shape[:-1], k // group, group)
+  return jnp.sqrt(jnp.sum(sq, axis=-1) + eps).astype(z.dtype)
+
+
 def cost(
   params: dict,
   x: jax.Array,
@@ -91,6 +107,7 @@ def cost(
   eps: float,
   mode: str = "patch",
   image: jax.Array | None = None,
+  pool_group: int = 1,
 ) -> tuple[jax.Array, dict]:
   """RICA cost of patches ``x`` ``(L_pad, B, D)``; returns ``(loss, terms)``.
 
@@ -98,7 +115,7 @@ def cost(
   a float32 scalar averaged over the batch and the real locations. In ``image`` mode ``image`` is
   the spatial-major input map ``(H, W, B, C)`` that ``x`` was extracted from (it may be omitted
   only for non-overlapping fields, where it is rebuilt from ``x``). Pixels that no field covers
-  are not part of the cost.
+  are not part of the cost. ``pool_group > 1``: the sparsity term sums the L2-pooled units.
   """
   if mode not in MODES:
     raise ValueError(f"{g.name}: reconstruction mode must be one of {MODES}, got {mode!r}")
@@ -107,7 +124,10 @@ def cost(
   n = jnp.float32(b * g.num_locations)
   z = encode(params, x)
   x_hat = decode(params, z)
-  sparse = jnp.sum(jnp.sqrt(jnp.square(z.astype(jnp.float32)) + eps), axis=(1, 2))  # (L,)
+  if pool_group > 1:
+    sparse = jnp.sum(pool(z.astype(jnp.float32), pool_group, eps), axis=(1, 2))  # (L,)
+  else:
+    sparse = jnp.sum(jnp.sqrt(jnp.square(z.astype(jnp.float32)) + eps), axis=(1, 2))  # (L,)
   sparse = jnp.sum(sparse * mask) / n
   if mode == "patch":
     err = jnp.sum(jnp.square((x_hat - x).astype(jnp.float32)), axis=(1, 2))  # (L,)

@@ -37,6 +37,12 @@ class LayerSpec:
   mode: str = "patch"
   lcn_size: int = 5
   lcn_padding: str = "same"
+  pool_group: int = 1  # L2-pool groups of this many neighbouring features (1: no pooling stage)
+
+  @property
+  def out_features(self) -> int:
+    """Features per location of the layer's output map (after the optional pooling stage)."""
+    return self.features // self.pool_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +71,11 @@ class NetworkSpec:
         raise ValueError(f"{spec.name}: features must be a positive integer, got {spec.features}")
       if spec.mode not in rica.MODES:
         raise ValueError(f"{spec.name}: mode must be one of {rica.MODES}, got {spec.mode!r}")
+      if spec.pool_group < 1 or spec.features % spec.pool_group:
+        raise ValueError(
+          f"{spec.name}: pool_group must be >= 1 and divide features={spec.features}, "
+          f"got {spec.pool_group}"
+        )
       if spec.field < 0:
         raise ValueError(f"{spec.name}: field must be >= 0 (0 = dense), got {spec.field}")
       fh, fw = (h, w) if spec.field == 0 else (spec.field, spec.field)
@@ -91,7 +102,7 @@ class NetworkSpec:
         )
       h = lcn_lib.output_size(lh, spec.lcn_size, spec.lcn_padding)
       w = lcn_lib.output_size(lw, spec.lcn_size, spec.lcn_padding)
-      c = spec.features
+      c = spec.out_features
     return tuple(out)
 
   @property
@@ -105,7 +116,7 @@ class NetworkSpec:
     return (
       lcn_lib.output_size(lh, s.lcn_size, s.lcn_padding),
       lcn_lib.output_size(lw, s.lcn_size, s.lcn_padding),
-      s.features,
+      s.out_features,
     )
 
   def param_counts(self) -> list[int]:
@@ -165,16 +176,26 @@ def images_to_map(images: jax.Array) -> jax.Array:
   return jnp.transpose(images, (1, 2, 0, 3))
 
 
-def layer_output(
-  params: dict, x_map: jax.Array, spec: NetworkSpec, i: int, constrain=None
-) -> jax.Array:
-  """Layer ``i``'s normalized output map from its input map: encode -> grid -> LCN."""
+def layer_encode(params: dict, x_map: jax.Array, spec: NetworkSpec, i: int, constrain=None):
+  """Layer ``i``'s features ``z = alpha W x`` on its grid ``(Lh, Lw, B, K)``, before LCN (with a
+  pooling stage, ``pool_group > 1``: the L2-pooled units, ``K / pool_group`` of them)."""
   g, s = spec.geometries[i], spec.layers[i]
   patches = geo.extract_patches(x_map, g)
   if constrain is not None:
     patches = constrain(patches, ("locations" if not g.is_dense else "dense", "batch", None))
   z = rica.encode(params, patches)
-  return lcn_lib.lcn(geo.to_grid(z, g), s.lcn_size, padding=s.lcn_padding)
+  if s.pool_group > 1:
+    z = rica.pool(z, s.pool_group, s.eps)
+  return geo.to_grid(z, g)
+
+
+def layer_output(
+  params: dict, x_map: jax.Array, spec: NetworkSpec, i: int, constrain=None
+) -> jax.Array:
+  """Layer ``i``'s normalized output map from its input map: encode -> grid -> LCN."""
+  s = spec.layers[i]
+  z = layer_encode(params, x_map, spec, i, constrain)
+  return lcn_lib.lcn(z, s.lcn_size, padding=s.lcn_padding)
 
 
 def forward(
@@ -203,4 +224,6 @@ def layer_cost(params: dict, x_map: jax.Array, spec: NetworkSpec, i: int, constr
     image = jnp.pad(
       image, ((0, g.in_h - image.shape[0]), (0, g.in_w - image.shape[1]), (0, 0), (0, 0))
     )
-  return rica.cost(params, patches, g, lam=s.lam, eps=s.eps, mode=s.mode, image=image)
+  return rica.cost(
+    params, patches, g, lam=s.lam, eps=s.eps, mode=s.mode, image=image, pool_group=s.pool_group
+  )

@@ -38,7 +38,15 @@ PRESETS = ("tiny", "cpu", "paper")
 
 
 def _layer(
-  features, field=0, stride=1, lam=0.1, lcn_size=3, lcn_padding="same", mode="patch", eps=1e-2
+  features,
+  field=0,
+  stride=1,
+  lam=0.1,
+  lcn_size=3,
+  lcn_padding="same",
+  mode="patch",
+  eps=1e-2,
+  pool_group=1,
 ):
   return ml_collections.ConfigDict(
     dict(
@@ -50,6 +58,7 @@ def _layer(
       mode=mode,
       lcn_size=lcn_size,
       lcn_padding=lcn_padding,
+      pool_group=pool_group,  # L2 pooling stage (Le et al. 2012); 1 = none, as in the paper
     )
   )
 

@@ -47,9 +47,24 @@ from livermore_brain.eval.extractor import (  # noqa: F401 (re-exported)
   pool_bins,
   whiten_images,
 )
+from livermore_brain.layers import rica as rica_layer
 from livermore_brain.models import brain
 from livermore_brain.rica import run as run_lib
 from livermore_brain.train import run_dir
+
+TAPS = ("output", "encode")
+
+
+def shrink_images(x: jax.Array, scale: float) -> jax.Array:
+  """``(B, H, W, C)`` images shrunk by ``scale`` (bilinear, antialiased) and centred in the same
+  frame, the border filled with edge values (MNIST's black background); 1.0: as is."""
+  if scale >= 1.0:
+    return x
+  b, h, w, c = x.shape
+  sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+  y = jax.image.resize(x, (b, sh, sw, c), "linear", antialias=True)
+  top, left = (h - sh) // 2, (w - sw) // 2
+  return jnp.pad(y, ((0, 0), (top, h - sh - top), (left, w - sw - left), (0, 0)), mode="edge")
 
 
 def pool_map(x: jax.Array, pool: int | None, mode: str = "avg") -> jax.Array:
@@ -75,6 +90,11 @@ class BrainFeatures:
   step: int = 0
   workdir: str | None = None
   name: str = "trained"
+  # How a layer is read out (`with_readout`; defaults measured in docs/analysis.md, "Ablation").
+  readout: str = "raw"  # extractor.READOUTS, applied before spatial pooling
+  tap: str = "output"  # output: the layer's normalized map (after LCN) | encode: z, before LCN
+  group: int = 1  # L2-pool groups of this many neighbouring features (1: none)
+  input_scale: float = 1.0  # images shrunk by this factor, centred, border padded (edge values)
   family = "rica"
 
   @property
@@ -125,6 +145,25 @@ class BrainFeatures:
     params = init(jax.random.key(int(seed)))
     return dataclasses.replace(self, params=params, step=0, name=f"random (seed {seed})")
 
+  def with_readout(self, **kw) -> BrainFeatures:
+    """This network read out another way: ``readout``, ``tap``, ``group``, ``input_scale``
+    (a value of None keeps the current one)."""
+    kw = {k: v for k, v in kw.items() if v is not None}
+    out = dataclasses.replace(self, **kw)
+    out.__dict__.pop("_jit_cache", None)
+    out.check_readout()
+    return out
+
+  def check_readout(self) -> None:
+    if self.readout not in extractor.READOUTS:
+      raise ValueError(f"readout must be one of {extractor.READOUTS}, got {self.readout!r}")
+    if self.tap not in TAPS:
+      raise ValueError(f"tap must be one of {TAPS}, got {self.tap!r}")
+    if int(self.group) < 1:
+      raise ValueError(f"group must be >= 1, got {self.group}")
+    if not 0.0 < float(self.input_scale) <= 1.0:
+      raise ValueError(f"input_scale must be in (0, 1], got {self.input_scale}")
+
   # ---- geometry -------------------------------------------------------------------------------
   def layer_index(self, layer: int | str) -> int:
     """A layer name (``"layer2"``) or 0-based index -> 0-based index (negative counts back)."""
@@ -140,7 +179,15 @@ class BrainFeatures:
 
   def feature_shape(self, layer: int | str, pool: int | None = None) -> tuple[int, int, int]:
     """``(h, w, k)`` of one example's features (their product is M)."""
-    h, w, k = self.spec.output_shape(self.layer_index(layer))
+    i = self.layer_index(layer)
+    h, w, k = self.spec.output_shape(i)
+    if self.tap == "encode":
+      h, w = self.spec.geometries[i].grid
+    if self.group > 1:
+      if k % self.group:
+        raise ValueError(f"group {self.group} does not divide the {k} features of layer {i + 1}")
+      k //= self.group
+    k = extractor.readout_channels(k, self.readout)
     if pool:
       h, w = len(pool_bins(h, pool)), len(pool_bins(w, pool))
     return h, w, k
@@ -163,16 +210,27 @@ class BrainFeatures:
     constrain = shd.constrainer(self.mesh, self.rules)
     if pool_mode not in POOL_MODES:
       raise ValueError(f"pool mode must be one of {POOL_MODES}, got {pool_mode!r}")
+    self.check_readout()
+    mode, tap, group, scale = self.readout, self.tap, int(self.group), float(self.input_scale)
+    self.feature_shape(i)  # validates group
 
     def fn(params, images):
       x = images.astype(jnp.float32)
       if not preprocessed:
+        x = shrink_images(x, scale)
         x = normalize_images(x, eps)
         if kernel is not None:
           x = whiten_images(x, kernel)
       x = constrain(brain.images_to_map(x), (None, None, "batch", None))
-      for j in range(i + 1):
+      for j in range(i):
         x = brain.layer_output(params[j], x, spec, j, constrain)
+      if tap == "encode":
+        x = brain.layer_encode(params[i], x, spec, i, constrain)
+      else:
+        x = brain.layer_output(params[i], x, spec, i, constrain)
+      if group > 1:  # (h, w, B, K) -> (h, w, B, K / group)
+        x = rica_layer.pool(x, group, 1e-8)
+      x = extractor.readout(x, mode)
       x = pool_map(x, pool, pool_mode)  # (h, w, B, K)
       return jnp.transpose(x, (2, 0, 1, 3)).reshape(x.shape[2], -1)
 
@@ -194,6 +252,7 @@ class BrainFeatures:
 
   def _jitted(self, layer, pool, pool_mode, preprocessed):
     key = (self.layer_index(layer), pool, pool_mode, bool(preprocessed))
+    key += (self.readout, self.tap, self.group, self.input_scale)
     cache = self.__dict__.setdefault("_jit_cache", {})
     if key not in cache:
       i = key[0]
