@@ -99,6 +99,7 @@ RULES: tuple[tuple[str, Range], ...] = (
   ("*kernel", POSITIVE),
   ("*features", POSITIVE),
   ("*lcn_size", POSITIVE),
+  ("*pool_group", POSITIVE),  # RICA's optional L2 pooling: 1 = off
   ("*num_classes", POSITIVE),
   ("*image_size", POSITIVE),
   ("*channels", POSITIVE),
