@@ -262,3 +262,29 @@ def test_discriminator_features_load_and_enter_the_transfer_table(full_run, tmp_
   for tag in ("trained", "random init"):
     cells = out["rows"][f"{name}: conv8 ({tag})"]["cells"]
     assert len(cells["30"]["errors"]) == 3 and 0 <= cells["30"]["error"] <= 1
+
+
+def _one_step(mesh_spec, devices):
+  from livermore_brain import distributed
+
+  config = tiny()
+  task = GanTask(config)
+  mesh = shd.make_mesh(mesh_spec, devices)
+  rules = shd.rules_from_config(config.rules)
+  sh = task.state_shardings(mesh, rules)
+  state = task.init_state(jax.random.key(0), mesh, sh)
+  images = np.random.default_rng(0).random((16, 16, 16, 1), np.float32)
+  images *= np.linspace(0.2, 1, 16, dtype=np.float32)[:, None, None, None]  # halves differ
+  batch = {"image": distributed.global_batch(images, shd.batch_sharding(mesh, rules))}
+  state, m = task.step_fn(0, mesh, sh, rules)(state, batch)
+  return jax.tree.map(np.asarray, jax.device_get(state)), float(m["d/loss"])
+
+
+def test_one_step_is_the_same_on_1x1_and_2x4_meshes():
+  """Data parallel (and G's projection split over ``model``): batch-norm statistics are global,
+  so the update does not depend on the mesh."""
+  a, loss_a = _one_step("data:1,model:1", ONE)
+  b, loss_b = _one_step("data:2,model:4", jax.devices())
+  assert loss_a == pytest.approx(loss_b, rel=1e-5)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
