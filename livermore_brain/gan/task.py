@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import types
 
 import flax.linen as nn
 import flax.struct
@@ -45,6 +46,7 @@ from livermore_brain import sharding as shd
 from livermore_brain.data.spec import InputSpec
 from livermore_brain.gan import losses, nets, quality
 from livermore_brain.gan.curriculum import Schedule
+from livermore_brain.train import config_ranges as cr
 from livermore_brain.train import optim
 from livermore_brain.train.task import Task
 
@@ -94,6 +96,13 @@ def upsample(x: jax.Array, f: int) -> jax.Array:
 
 class GanTask(Task):
   family = "gan"
+  config_ranges = types.MappingProxyType({
+    "curriculum_rule.band": cr.Range(lo=0, hi=0.5, lo_open=True),  # |D accuracy - 0.5| allowed
+    "curriculum_rule.ema": cr.FRACTION,
+    "curriculum_rule.patience": cr.POSITIVE,
+    "eval.num_samples": cr.POSITIVE,
+    "model.latent_dim": cr.POSITIVE,
+  })  # fmt: skip
 
   def __init__(self, config: ml_collections.ConfigDict):
     m = config.model

@@ -70,13 +70,13 @@ RULES: tuple[tuple[str, Range], ...] = (
   ("*_every", POSITIVE),  # log_every, checkpoint_every, pipeline.sync_every
   ("keep_checkpoints", POSITIVE),
   ("seed", NON_NEGATIVE),
-  ("optimizer.learning_rate", ABOVE_ZERO),
-  ("optimizer.b1", FRACTION),
-  ("optimizer.b2", FRACTION),
-  ("optimizer.momentum", FRACTION),
-  ("optimizer.weight_decay", NON_NEGATIVE),
-  ("optimizer.warmup_steps", NON_NEGATIVE),
-  ("optimizer.grad_clip", NON_NEGATIVE),  # 0: off
+  ("*optimizer.learning_rate", ABOVE_ZERO),
+  ("*optimizer.b1", FRACTION),
+  ("*optimizer.b2", FRACTION),
+  ("*optimizer.momentum", FRACTION),
+  ("*optimizer.weight_decay", NON_NEGATIVE),
+  ("*optimizer.warmup_steps", NON_NEGATIVE),
+  ("*optimizer.grad_clip", NON_NEGATIVE),  # 0: off
   ("distributed.num_processes", NON_NEGATIVE),  # 0: from the launcher
   ("distributed.process_id", Range(lo=0, also=(-1,))),  # -1: from the launcher
   ("distributed.*timeout_s", NON_NEGATIVE),  # 0: JAX's default
