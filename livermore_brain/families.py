@@ -24,6 +24,7 @@ import ml_collections
 FAMILIES: dict[str, tuple[str, str]] = {
   "rica": ("livermore_brain.rica.task", "RicaTask"),
   "supervised": ("livermore_brain.supervised.task", "SupervisedTask"),
+  "context": ("livermore_brain.context.task", "ContextTask"),
 }
 
 
