@@ -7,8 +7,9 @@ layers (an `eval.extractor.FeatureExtractor`; the supervised `ConvFeatures` mach
     x = fx.features(images, "block4", pool=2)       # images resampled to P x P by callers
     rnd = fx.random_network()                       # same network, fresh weights
 
-Images are standardized one by one (`context.model.standardize`, what the towers saw in
-training), then go through the tower in inference mode (batch norm with its running statistics).
+Each image is standardized alone (`context.model.standardize`; in training the K patches of a
+sample were standardized together, one image here standing for one sample), then goes through
+the tower in inference mode (batch norm with its running statistics).
 """
 
 from __future__ import annotations
