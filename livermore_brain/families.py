@@ -26,6 +26,7 @@ from livermore_brain.train import config_ranges
 FAMILIES: dict[str, tuple[str, str]] = {
   "rica": ("livermore_brain.rica.task", "RicaTask"),
   "supervised": ("livermore_brain.supervised.task", "SupervisedTask"),
+  "context": ("livermore_brain.context.task", "ContextTask"),
   "gan": ("livermore_brain.gan.task", "GanTask"),
 }
 

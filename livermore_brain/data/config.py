@@ -8,7 +8,7 @@ from __future__ import annotations
 import ml_collections
 
 SOURCE_FORMS = (
-  "builtin, folder:<dir>, tfds:<name>[:<split>], yfcc100m:<metadata file>, "
+  "builtin[:train|test|all], folder:<dir>, tfds:<name>[:<split>], yfcc100m:<metadata file>, "
   "mnist[:train|test|all], digits[:train|test|all]"
 )
 CROPS = ("auto", "center", "random", "resize")
@@ -91,8 +91,8 @@ def parse_source(source: str) -> tuple[str, str, str]:
   """``"tfds:mnist:train"`` -> ``("tfds", "mnist", "train")``, ``"digits"`` -> ``("digits", "",
   "train")``; kinds: builtin, folder, tfds, yfcc100m, mnist, digits."""
   kind, _, rest = str(source).partition(":")
-  if kind == "builtin" and not rest:
-    return kind, "", ""
+  if kind == "builtin" and rest in ("", *ARRAY_SPLITS):
+    return kind, "", "" if rest == "all" else rest
   if kind in ("mnist", "digits") and rest in ("", *ARRAY_SPLITS):
     return kind, "", rest or "train"
   if kind in ("folder", "yfcc100m") and rest:

@@ -45,6 +45,9 @@ BUILTIN_SKIMAGE = (
   "text",
   "cell",
 )
+# ``builtin:test``: photographs held out from ``builtin:train`` (e.g. for a pretext task's held-out
+# accuracy); four colour photos of different kinds (animal, still life, outdoor, building).
+BUILTIN_TEST = ("chelsea", "coffee", "rocket", "china")
 
 
 def whitening_sample(src, order, n: int, prepare, max_tries: int | None = None):
@@ -79,7 +82,7 @@ class BuiltinSource:
   default_crop = "random"  # ~20 large photos: random crops
   class_names = None
 
-  def __init__(self):
+  def __init__(self, split: str = ""):
     import warnings
 
     import skimage.data
@@ -101,8 +104,13 @@ class BuiltinSource:
     for path, a in zip(sk.filenames, sk.images):
       arrays.append(images.Pyramid(images.to_uint8(a)))
       names.append(os.path.splitext(os.path.basename(path))[0])
+    if split in ("train", "test"):
+      keep = [(n in BUILTIN_TEST) == (split == "test") for n in names]
+      arrays = [a for a, k in zip(arrays, keep) if k]
+      names = [n for n, k in zip(names, keep) if k]
     self._all = arrays
     self.names = names
+    self.split = split
 
   @property
   def num_items(self) -> int:
@@ -124,7 +132,8 @@ class BuiltinSource:
     return {}
 
   def describe(self) -> str:
-    return f"builtin ({len(self._all)} scikit-image/scikit-learn photos)"
+    split = f":{self.split}" if self.split else ""
+    return f"builtin{split} ({len(self._all)} scikit-image/scikit-learn photos)"
 
 
 class FolderSource:
@@ -273,7 +282,7 @@ def from_config(cfg, process_index: int = 0, process_count: int = 1, workdir: st
   kind, arg, split = config_lib.parse_source(cfg.source)
   pi, pc = int(process_index), int(process_count)
   if kind == "builtin":
-    return BuiltinSource()
+    return BuiltinSource(split)
   if kind == "folder":
     return FolderSource(arg)
   if kind in ("mnist", "digits"):

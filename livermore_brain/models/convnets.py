@@ -85,6 +85,9 @@ class ResCeptionNet(nn.Module):
   stem_pool: bool = True
   dropout: float = 0.0
   residual: bool = True
+  # False: ``pool`` flattens the last map instead of averaging it (keeps where things are in the
+  # input; the towers of context prediction on small patches).
+  global_pool: bool = True
   dtype: Any = jnp.float32
 
   def feature_layers(self) -> tuple[str, ...]:
@@ -107,7 +110,7 @@ class ResCeptionNet(nn.Module):
         s = stride if j == 0 else 1
         x = ResCeption(widths, s, self.residual, dtype=self.dtype, name=f"module{i}")(x, train)
         self.sow("intermediates", f"block{i}", x)
-    x = jnp.mean(x, axis=(1, 2))
+    x = jnp.mean(x, axis=(1, 2)) if self.global_pool else x.reshape(x.shape[0], -1)
     self.sow("intermediates", "pool", x)
     if self.dropout > 0:
       x = nn.Dropout(self.dropout, deterministic=not train)(x)

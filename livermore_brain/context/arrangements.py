@@ -1,0 +1,106 @@
+"""Patch arrangements of the context-prediction tasks, as data: which grid cells each class uses.
+
+A task cuts ``K`` patches from a 3x3 grid laid over an image (cells ``(row, col)`` in
+``{0, 1, 2}``, the centre is ``(1, 1)``); an `Arrangements` table lists, for each base class
+``a``, the cell of every patch slot (``cells[a, k] = (row, col)``), and how many whole-image
+rotations multiply the classes. The label of a sample is ``rotation * num_base + a``: the image
+is first rotated by ``rotation * 90`` degrees, then the base arrangement is cut from it, so
+the rotation part of a label is carried by the patches' content (which way is up), the
+arrangement part by their relative positions. The towers see the slots in order: slot 0 is
+always the centre, the anchor of Doersch et al.'s task.
+
+* `PAIR` — Doersch, Gupta & Efros (ICCV 2015): the centre and one of its 8 neighbours, 8 classes,
+  numbered in reading order (top-left, top, top-right, left, right, bottom-left, bottom,
+  bottom-right); no rotations.
+* `TRIPLE` — the LDRD report's three-patch task (released as LLNL/selfsupervised, Mundhenk, Ho &
+  Chen, CVPR 2018, with 20 arrangements x 4 rotations = 80 classes). The release cuts its patches
+  offline and does not list its 20 arrangements as data, so this set is our own, chosen with the
+  same size and the report's motivation (two random patches are often both uninformative, "two
+  patches of the sky"): the centre plus two neighbours that are never adjacent, so every triple
+  spans at least two rows and two columns of the grid:
+
+  - 8 straight lines through the centre (neighbours opposite each other, ring steps 4),
+  - 8 bends (ring step 3: a corner and the far edge cell, or an edge cell and the far corner),
+  - 4 corner pairs on one side of the grid (two corners, ring step 2, e.g. top-left + top-right),
+
+  each with the slot order fixed (slot 1 is the first neighbour clockwise from the top-left
+  as listed below), times the 4 rotations of the whole image: 80 classes. Flips need no
+  relabelling here: patches are cut on the device after the image is flipped, so a flipped image
+  just yields another sample of the same table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+CENTRE = (1, 1)
+# The 8 neighbours of the centre clockwise from the top-left corner (ring position 0..7).
+RING = ((0, 0), (0, 1), (0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (1, 0))
+# ... and in reading order (Doersch's numbering of the pair task).
+READING = ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Arrangements:
+  name: str
+  cells: np.ndarray  # (num_base, num_patches, 2) int: (row, col) of every slot, in {0, 1, 2}
+  rotations: int  # 1 (none) or 4 (0, 90, 180, 270 degrees of the whole image)
+  kinds: tuple[str, ...] = ()  # a short name per base arrangement (figures, docs)
+
+  @property
+  def num_base(self) -> int:
+    return int(self.cells.shape[0])
+
+  @property
+  def num_patches(self) -> int:
+    return int(self.cells.shape[1])
+
+  @property
+  def num_classes(self) -> int:
+    return self.num_base * self.rotations
+
+  def label(self, base, rotation):
+    return rotation * self.num_base + base
+
+  def split(self, label):
+    """``label`` -> ``(base, rotation)``."""
+    return label % self.num_base, label // self.num_base
+
+  def describe(self, label: int) -> str:
+    a, r = self.split(int(label))
+    kind = self.kinds[a] if self.kinds else f"#{a}"
+    return f"{kind}" + (f" rot{90 * r}" if self.rotations > 1 else "")
+
+
+def _pair() -> Arrangements:
+  cells = np.array([(CENTRE, n) for n in READING], np.int32)
+  names = ("TL", "T", "TR", "L", "R", "BL", "B", "BR")
+  return Arrangements("pair", cells, 1, names)
+
+
+def _triple() -> Arrangements:
+  names = ("TL", "T", "TR", "R", "BR", "B", "BL", "L")
+  rows, kinds = [], []
+  for step, kind, starts in (
+    ("4", "line", range(8)),
+    ("3", "bend", range(8)),
+    ("2", "side", (0, 2, 4, 6)),
+  ):
+    for a in starts:
+      b = (a + int(step)) % 8
+      rows.append((CENTRE, RING[a], RING[b]))
+      kinds.append(f"{kind} {names[a]}-{names[b]}")
+  return Arrangements("triple", np.array(rows, np.int32), 4, tuple(kinds))
+
+
+PAIR = _pair()
+TRIPLE = _triple()
+TABLES = {"pair": PAIR, "triple": TRIPLE}
+
+
+def get(name: str) -> Arrangements:
+  if name not in TABLES:
+    raise ValueError(f"unknown arrangement {name!r}; choose one of {', '.join(TABLES)}")
+  return TABLES[name]

@@ -1,0 +1,267 @@
+"""Context prediction as a `Task`: classify how patches of one image are arranged.
+
+Reads ``arrangement`` (``pair`` | ``triple``, `context.arrangements`), ``context`` (the patch
+geometry and the guards of `context.patches`), ``model`` (``arch`` in `convnets.ARCHS`, its
+preset sections, ``embed`` and ``hidden``), ``optimizer``, ``eval`` and ``seed`` of an
+experiment config (`experiments/configs/context.py`). Batches carry whole images only (no
+labels: the task makes its own); the jitted step draws the patches and their labels from them
+on the device with a key folded from ``(seed, step)`` — a resumed run draws the same patches —
+then runs the shared-weight towers and the fused head under cross-entropy.
+
+The state is the supervised family's (`supervised.task.TrainState`: flax ``params``, batch-norm
+``batch_stats``, optimizer state), sharded the same way (logical axes through the rules table:
+batch over ``data``, the wide fully connected layers over ``model``); batch norm reduces over
+every patch of the global batch.
+
+Evaluation: every ``eval_every`` steps and at the end, arrangement accuracy and loss on held-out
+images (``eval.source``, e.g. ``builtin:test``): ``eval.batches`` batches of the source read from
+its start through the training stages (the same random crops every time), ``eval.draws``
+arrangements drawn per image with fixed keys — the same held-out samples at every evaluation.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh, NamedSharding
+
+from livermore_brain import sharding as shd
+from livermore_brain.context import arrangements, patches
+from livermore_brain.context.model import ContextNet
+from livermore_brain.data.spec import InputSpec
+from livermore_brain.models import convnets
+from livermore_brain.supervised.task import TrainState, variable_shardings
+from livermore_brain.train import optim
+from livermore_brain.train.task import Task
+
+EVAL_KEY = 0x5EED  # folded into the seed for the held-out draws (never a training key)
+
+
+def geometry(config) -> patches.Geometry:
+  c = config.context
+  return patches.Geometry(int(c.patch), int(c.gap), int(c.jitter))
+
+
+def guards(config) -> patches.Guards:
+  c = config.context
+  return patches.Guards(
+    color=str(c.color),
+    downsample_prob=float(c.downsample_prob),
+    downsample_min=float(c.downsample_min),
+    aperture=int(c.aperture),
+  )
+
+
+class ContextTask(Task):
+  family = "context"
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.table = arrangements.get(str(config.arrangement))
+    self.geom = geometry(config)
+    self.guards = guards(config)
+    c = config.context
+    side = int(c.image_size) or self.geom.min_side
+    if side < self.geom.min_side:
+      raise ValueError(
+        f"context.image_size={side} is smaller than the grid needs ({self.geom.min_side} = 3 x "
+        f"patch + 2 x gap + 2 x jitter); use 0 (auto) or at least {self.geom.min_side}"
+      )
+    self.channels = int(c.channels)
+    self.input_spec = InputSpec((side, side, self.channels), ("image",))
+    m = config.model
+    self.arch = str(m.arch)
+    self.tower = convnets.build(self.arch, m, int(m.embed))
+    if self.arch != "alexnet":  # the AlexNet-style tower flattens its last map already
+      self.tower = self.tower.clone(global_pool=str(m.get("tower_pool", "global")) == "global")
+    self.model = ContextNet(self.tower, self.table.num_classes, int(m.hidden))
+    p = self.geom.patch
+    self.patch_shape = (p, p, self.channels)
+    self.tx = optim.make_optimizer(config.optimizer, int(config.num_steps))
+    self.seed = int(config.seed)
+    self._boxed = convnets.abstract_variables(
+      self.model, (1, self.table.num_patches, p, p, self.channels)
+    )
+    self._step = None
+    self._eval = None
+
+  # ---- state ------------------------------------------------------------------------------
+  def _init(self, key):
+    x = jnp.zeros((1, self.table.num_patches, *self.patch_shape))
+    variables = nn.unbox(self.model.init(key, x, train=False))
+    params = variables["params"]
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=self.tx.init(params),
+    )
+
+  def abstract_state(self):
+    return jax.eval_shape(self._init, jax.random.key(0))
+
+  def state_shardings(self, mesh: Mesh, rules):
+    var_sh = variable_shardings(mesh, self._boxed, rules)
+    rep = shd.replicated(mesh)
+    abstract = self.abstract_state()
+    sh = TrainState(
+      step=rep,
+      params=var_sh["params"],
+      batch_stats=var_sh.get("batch_stats", {}),
+      opt_state=optim.opt_state_shardings(self.tx, abstract.opt_state, var_sh["params"], rep),
+    )
+    shd.check_divisible(mesh, abstract.params, sh.params, what="params")
+    return sh
+
+  def init_state(self, key, mesh: Mesh, shardings):
+    # As the supervised family: an rbg key derived from ``key`` (fast to compile on XLA:CPU).
+    def init(key):
+      return self._init(jax.random.wrap_key_data(jnp.tile(jax.random.key_data(key), 2), impl="rbg"))
+
+    return jax.jit(init, out_shardings=shardings)(key)
+
+  def describe(self) -> str:
+    n_tower = convnets.param_count(self.tower, (1, *self.patch_shape))
+    n_all = convnets.param_count(self.model, (1, self.table.num_patches, *self.patch_shape))
+    mflops = convnets.flops(self.tower, (1, *self.patch_shape)) / 1e6
+    g, t = self.geom, self.table
+    return (
+      f"context prediction, {t.name}: {t.num_patches} patches, {t.num_classes} classes "
+      f"({t.num_base} arrangements x {t.rotations} rotation(s); chance {1 / t.num_classes:.3f})\n"
+      f"patch {g.patch}, gap {g.gap}, jitter {g.jitter} in {self.input_shape[0]}x"
+      f"{self.input_shape[1]}x{self.channels} images; guards: colour {self.guards.color}, "
+      f"downsample p={self.guards.downsample_prob} to >= {self.guards.downsample_min}, aperture "
+      f"{self.guards.aperture if t.num_patches >= 3 else 0}\n"
+      f"tower {self.arch}: {n_tower:,} parameters, {mflops:,.1f} MFLOP/patch forward, exported "
+      f"layers {', '.join(self.feature_layers())}; whole net {n_all:,} parameters"
+    )
+
+  # ---- patches, loss, step ----------------------------------------------------------------
+  def draw(self, key, images, augment: bool = True) -> dict:
+    """Patches ``(B, K, P, P, C)`` and labels of one arrangement per image (`patches.sample`),
+    with the guards applied when ``augment``; deterministic in ``key``."""
+    k_s, k_a = jax.random.split(key)
+    s = patches.sample(k_s, images, self.table, self.geom, bool(self.config.context.flip))
+    if augment:
+      s["patches"] = patches.augment(k_a, s["patches"], self.guards)
+    return s
+
+  def loss_and_logits(self, params, batch_stats, x, labels, train: bool):
+    variables = {"params": params, "batch_stats": batch_stats}
+    if train:
+      logits, new = self.model.apply(variables, x, train=True, mutable=["batch_stats"])
+      batch_stats = new["batch_stats"]
+    else:
+      logits = self.model.apply(variables, x, train=False)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return loss, logits, batch_stats
+
+  def _batch_shardings(self, mesh, rules):
+    return {
+      k: NamedSharding(mesh, shd.logical_to_spec(a, rules)) for k, a in self.batch_axes().items()
+    }
+
+  def step_fn(self, step: int, mesh: Mesh, shardings, rules):
+    if self._step is not None:
+      return self._step
+    base = jax.random.key(self.seed)
+
+    def train_step(state: TrainState, batch: dict):
+      s = self.draw(jax.random.fold_in(base, state.step), batch["image"])
+
+      def f(params):
+        loss, logits, stats = self.loss_and_logits(
+          params, state.batch_stats, s["patches"], s["label"], True
+        )
+        return jnp.mean(loss), (logits, stats)
+
+      (loss, (logits, stats)), grads = jax.value_and_grad(f, has_aux=True)(state.params)
+      updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
+      acc = jnp.mean((jnp.argmax(logits, -1) == s["label"]).astype(jnp.float32))
+      new = state.replace(
+        step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state
+      )
+      return new, {"train/loss": loss, "train/accuracy": acc}
+
+    self._step = jax.jit(
+      train_step,
+      in_shardings=(shardings, self._batch_shardings(mesh, rules)),
+      out_shardings=(shardings, shd.replicated(mesh)),
+      donate_argnums=(0,),
+    )
+    return self._step
+
+  # ---- held-out evaluation ----------------------------------------------------------------
+  def setup(self, mesh: Mesh, rules, workdir: str, pipeline) -> None:
+    src = str(self.config.eval.get("source", "") or "")
+    self._eval = HeldOut(self, src, mesh, rules, workdir) if src else None
+
+  def evaluate(self, state, step: int) -> dict[str, float]:
+    return {} if self._eval is None else self._eval(state)
+
+  # ---- features ---------------------------------------------------------------------------
+  def feature_layers(self) -> tuple[str, ...]:
+    """The tower's sown maps, ``logits`` (its fully connected embedding) left out."""
+    return tuple(n for n in self.tower.feature_layers() if n != "logits")
+
+
+class HeldOut:
+  """Arrangement accuracy and mean loss on a fixed set of held-out samples (see the module)."""
+
+  def __init__(self, task: ContextTask, source: str, mesh: Mesh, rules, workdir: str):
+    from livermore_brain import data as data_lib
+
+    cfg = ml_collections.ConfigDict(task.config.data.to_dict())
+    cfg.source = source
+    ev = task.config.eval
+    self.batch = int(ev.batch_size)
+    self.batches = int(ev.batches)
+    self.draws = int(ev.draws)
+    self.pipe = data_lib.make_pipeline(
+      cfg,
+      task.input_spec,
+      global_batch=self.batch,
+      seed=task.seed + EVAL_KEY,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      workdir=workdir,
+    )
+    self.bsh = task._batch_shardings(mesh, rules)
+    base = jax.random.key(task.seed + EVAL_KEY)
+
+    def counts(params, batch_stats, images, i):
+      def one(d):
+        s = task.draw(jax.random.fold_in(base, i * 1000 + d), images)
+        loss, logits, _ = task.loss_and_logits(params, batch_stats, s["patches"], s["label"], False)
+        return jnp.sum(jnp.argmax(logits, -1) == s["label"]), jnp.sum(loss)
+
+      hits, losses = jax.lax.map(one, jnp.arange(self.draws))
+      return jnp.sum(hits), jnp.sum(losses)
+
+    self.counts = jax.jit(counts, out_shardings=shd.replicated(mesh))
+
+  def __call__(self, state) -> dict[str, float]:
+    from livermore_brain import distributed
+
+    correct = total = 0.0
+    it = self.pipe.iterate(start_batch=0)
+    try:
+      for i in range(self.batches):
+        images = distributed.global_batch(next(it)["image"], self.bsh["image"])
+        c, s = self.counts(state.params, state.batch_stats, images, i)
+        correct, total = correct + float(c), total + float(s)
+    finally:
+      it.close()
+    n = self.batch * self.batches * self.draws
+    return {"eval/accuracy": correct / n, "eval/loss": total / n}
+
+
+def load_features(workdir: str, step: int | None = None, devices=None, mesh=None):
+  """`context.features.TowerFeatures` of the run in ``workdir`` (`livermore_brain.families`)."""
+  from livermore_brain.context import features
+
+  return features.TowerFeatures.load(workdir, step=step, devices=devices, mesh=mesh)
