@@ -21,6 +21,8 @@ arrangements drawn per image with fixed keys — the same held-out samples at ev
 
 from __future__ import annotations
 
+import types
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -34,6 +36,7 @@ from livermore_brain.context.model import ContextNet
 from livermore_brain.data.spec import InputSpec
 from livermore_brain.models import convnets
 from livermore_brain.supervised.task import TrainState, variable_shardings
+from livermore_brain.train import config_ranges as cr
 from livermore_brain.train import optim
 from livermore_brain.train.task import Task
 
@@ -57,6 +60,19 @@ def guards(config) -> patches.Guards:
 
 class ContextTask(Task):
   family = "context"
+  config_ranges = types.MappingProxyType({
+    "context.patch": cr.POSITIVE,
+    "context.gap": cr.NON_NEGATIVE,
+    "context.jitter": cr.NON_NEGATIVE,
+    "context.image_size": cr.Range(lo=1, also=(0,)),  # 0: 3 patches + 2 gaps + 2 jitters
+    "context.downsample_prob": cr.Range(lo=0, hi=1),
+    "context.downsample_min": cr.Range(lo=0, hi=1, lo_open=True),
+    "context.aperture": cr.NON_NEGATIVE,
+    "eval.batches": cr.POSITIVE,
+    "eval.draws": cr.POSITIVE,
+    "model.embed": cr.POSITIVE,
+    "model.hidden": cr.POSITIVE,
+  })  # fmt: skip
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
