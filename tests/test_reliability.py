@@ -113,6 +113,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILY_RUNS = [
   ("rica_yfcc", "rica_yfcc.py", {"num_steps": 24}),
   ("resception", "resception.py", {"num_steps": 24, "eval.source": ""}),
+  ("context_prediction", "context.py", {"num_steps": 24, "eval.source": ""}),
+  ("gan_curriculum", "gan.py", {"num_steps": 24, "eval.source": ""}),  # crosses a stage boundary
 ]
 
 
