@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import types
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -35,7 +34,12 @@ from livermore_brain.context import arrangements, patches
 from livermore_brain.context.model import ContextNet
 from livermore_brain.data.spec import InputSpec
 from livermore_brain.models import convnets
-from livermore_brain.supervised.task import TrainState, variable_shardings
+from livermore_brain.supervised.task import (
+  TrainState,
+  init_train_state,
+  init_with_rbg,
+  train_state_shardings,
+)
 from livermore_brain.train import config_ranges as cr
 from livermore_brain.train import optim
 from livermore_brain.train.task import Task
@@ -107,37 +111,16 @@ class ContextTask(Task):
   # ---- state ------------------------------------------------------------------------------
   def _init(self, key):
     x = jnp.zeros((1, self.table.num_patches, *self.patch_shape))
-    variables = nn.unbox(self.model.init(key, x, train=False))
-    params = variables["params"]
-    return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      batch_stats=variables.get("batch_stats", {}),
-      opt_state=self.tx.init(params),
-    )
+    return init_train_state(self.model, self.tx, key, x)
 
   def abstract_state(self):
     return jax.eval_shape(self._init, jax.random.key(0))
 
   def state_shardings(self, mesh: Mesh, rules):
-    var_sh = variable_shardings(mesh, self._boxed, rules)
-    rep = shd.replicated(mesh)
-    abstract = self.abstract_state()
-    sh = TrainState(
-      step=rep,
-      params=var_sh["params"],
-      batch_stats=var_sh.get("batch_stats", {}),
-      opt_state=optim.opt_state_shardings(self.tx, abstract.opt_state, var_sh["params"], rep),
-    )
-    shd.check_divisible(mesh, abstract.params, sh.params, what="params")
-    return sh
+    return train_state_shardings(mesh, self._boxed, rules, self.tx, self.abstract_state())
 
   def init_state(self, key, mesh: Mesh, shardings):
-    # As the supervised family: an rbg key derived from ``key`` (fast to compile on XLA:CPU).
-    def init(key):
-      return self._init(jax.random.wrap_key_data(jnp.tile(jax.random.key_data(key), 2), impl="rbg"))
-
-    return jax.jit(init, out_shardings=shardings)(key)
+    return init_with_rbg(self._init, key, shardings)  # as the supervised family
 
   def describe(self) -> str:
     n_tower = convnets.param_count(self.tower, (1, *self.patch_shape))

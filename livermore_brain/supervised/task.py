@@ -57,6 +57,45 @@ def variable_shardings(mesh: Mesh, boxed, rules):
   )
 
 
+def init_train_state(model: nn.Module, tx, key, example) -> TrainState:
+  """Step 0 of a flax convnet family: ``model``'s variables at ``example``, its optimizer state."""
+  variables = nn.unbox(model.init(key, example, train=False))
+  params = variables["params"]
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=variables.get("batch_stats", {}),
+    opt_state=tx.init(params),
+  )
+
+
+def train_state_shardings(mesh: Mesh, boxed, rules, tx, abstract: TrainState) -> TrainState:
+  """`TrainState` shardings: variables by their logical axes, optimizer state like its params."""
+  var_sh = variable_shardings(mesh, boxed, rules)
+  rep = shd.replicated(mesh)
+  sh = TrainState(
+    step=rep,
+    params=var_sh["params"],
+    batch_stats=var_sh.get("batch_stats", {}),
+    opt_state=optim.opt_state_shardings(tx, abstract.opt_state, var_sh["params"], rep),
+  )
+  shd.check_divisible(mesh, abstract.params, sh.params, what="params")
+  return sh
+
+
+def init_with_rbg(init, key, shardings):
+  """``jit(init)`` with an `rbg` key derived from ``key``, placed at ``shardings``.
+
+  flax draws every parameter with its own random call; with threefry keys XLA:CPU (jaxlib 0.10)
+  takes seconds per call to compile them (25 s for the tiny net), with the `rbg` generator 5 s.
+  The rbg key is a fixed function of ``key``, so init stays deterministic."""
+
+  def rbg_init(key):
+    return init(jax.random.wrap_key_data(jnp.tile(jax.random.key_data(key), 2), impl="rbg"))
+
+  return jax.jit(rbg_init, out_shardings=shardings)(key)
+
+
 class SupervisedTask(Task):
   family = "supervised"
 
@@ -75,40 +114,16 @@ class SupervisedTask(Task):
 
   # ---- state ------------------------------------------------------------------------------
   def _init(self, key):
-    h, w, c = self.input_shape
-    variables = nn.unbox(self.model.init(key, jnp.zeros((1, h, w, c)), train=False))
-    params = variables["params"]
-    return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      batch_stats=variables.get("batch_stats", {}),
-      opt_state=self.tx.init(params),
-    )
+    return init_train_state(self.model, self.tx, key, jnp.zeros((1, *self.input_shape)))
 
   def abstract_state(self):
     return jax.eval_shape(self._init, jax.random.key(0))
 
   def state_shardings(self, mesh: Mesh, rules):
-    var_sh = variable_shardings(mesh, self._boxed, rules)
-    rep = shd.replicated(mesh)
-    abstract = self.abstract_state()
-    sh = TrainState(
-      step=rep,
-      params=var_sh["params"],
-      batch_stats=var_sh.get("batch_stats", {}),
-      opt_state=optim.opt_state_shardings(self.tx, abstract.opt_state, var_sh["params"], rep),
-    )
-    shd.check_divisible(mesh, abstract.params, sh.params, what="params")
-    return sh
+    return train_state_shardings(mesh, self._boxed, rules, self.tx, self.abstract_state())
 
   def init_state(self, key, mesh: Mesh, shardings):
-    # flax draws every parameter with its own random call; with threefry keys XLA:CPU (jaxlib
-    # 0.10) takes seconds per call to compile them (25 s for the tiny net), with the `rbg`
-    # generator 5 s. The rbg key is a fixed function of ``key``, so init stays deterministic.
-    def init(key):
-      return self._init(jax.random.wrap_key_data(jnp.tile(jax.random.key_data(key), 2), impl="rbg"))
-
-    return jax.jit(init, out_shardings=shardings)(key)
+    return init_with_rbg(self._init, key, shardings)
 
   def describe(self) -> str:
     h, w, c = self.input_shape
