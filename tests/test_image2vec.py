@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from livermore_brain import sharding as shd
-from livermore_brain.image2vec import mapping, metrics, skipgram, tagsets, text, zeroshot
+from livermore_brain.image2vec import mapping, metrics, skipgram, tagsets, text, wordvec, zeroshot
 from livermore_brain.image2vec.tagprop import BaseDistances, TagProp, jec_scores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,15 +99,15 @@ def test_subsampling_formula_and_pairs_by_hand():
 
 
 def test_word_vector_formats_round_trip(tmp_path):
-  wv = text.WordVectors(
+  wv = wordvec.WordVectors(
     ("cat", "dog", "new york"), np.array([[1, 0.5], [0.25, -2], [3, 4]], np.float32)
   )
   wv.save(str(tmp_path / "w2v.txt"))
-  back = text.load_vectors(str(tmp_path / "w2v.txt"))
+  back = wordvec.load_vectors(str(tmp_path / "w2v.txt"))
   assert back.words == ("cat", "dog", "new_york")
   np.testing.assert_allclose(back.vectors, wv.vectors)
   (tmp_path / "glove.txt").write_text("cat 1 0.5\ndog 0.25 -2\n")  # GloVe: no header
-  g = text.load_vectors(str(tmp_path / "glove.txt"))
+  g = wordvec.load_vectors(str(tmp_path / "glove.txt"))
   assert g.words == ("cat", "dog") and g.dim == 2
   np.testing.assert_allclose(g.lookup("cat dog"), [0.625, -0.75])  # a two-word tag: the mean
   assert g.lookup("cat mouse") is None
@@ -115,11 +115,11 @@ def test_word_vector_formats_round_trip(tmp_path):
 
 
 def test_word_similarity_spearman_by_hand():
-  wv = text.WordVectors(
+  wv = wordvec.WordVectors(
     ("a", "b", "c", "d"), np.array([[1, 0], [1, 0.1], [0, 1], [-1, 0]], np.float32)
   )
   pairs = [("a", "b", 9.0), ("a", "c", 5.0), ("a", "d", 1.0), ("a", "zz", 3.0)]
-  r = text.word_similarity(wv, pairs)
+  r = wordvec.word_similarity(wv, pairs)
   assert r["pairs"] == 3 and r["coverage"] == 0.75 and r["spearman"] == pytest.approx(1.0)
 
 
@@ -175,8 +175,8 @@ def test_training_resumes_exactly(tmp_path):
   shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "30")
   os.remove(tmp_path / "resumed" / "vectors.txt")
   skipgram.train(cfg, str(tmp_path / "resumed"), log=lambda *_: None)
-  a = text.load_vectors(str(tmp_path / "full" / "vectors.txt"))
-  b = text.load_vectors(str(tmp_path / "resumed" / "vectors.txt"))
+  a = wordvec.load_vectors(str(tmp_path / "full" / "vectors.txt"))
+  b = wordvec.load_vectors(str(tmp_path / "resumed" / "vectors.txt"))
   assert a.words == b.words and len(a.words) > 50
   np.testing.assert_array_equal(a.vectors, b.vectors)
   assert full["similarity"]["wordsim353"]["pairs"] > 0
@@ -316,7 +316,7 @@ def test_zeroshot_split_never_leaks_a_heldout_tag(monkeypatch, tmp_path):
   c.tagprop.steps = 10
   c.tagprop.distances = "l2"
   r = experiment.run(c, str(tmp_path), ("image2vec", "tagprop"), log=lambda *_: None)
-  wv = text.wordllama_vectors()
+  wv = wordvec.wordllama_vectors()
   held = np.stack([wv.lookup("three"), wv.lookup("seven")])
   assert len(calls) == 2  # all tags, then the zero-shot mapping
   feats_z, tags_z, vecs_z = calls[1]

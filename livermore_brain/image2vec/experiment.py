@@ -16,18 +16,18 @@ import time
 import ml_collections
 import numpy as np
 
-from livermore_brain.image2vec import mapping, metrics, tagsets, text, zeroshot
+from livermore_brain.image2vec import mapping, metrics, tagsets, wordvec, zeroshot
 from livermore_brain.image2vec.tagprop import BaseDistances, TagProp, jec_scores
 
 
-def word_vectors(spec: str) -> text.WordVectors:
+def word_vectors(spec: str) -> wordvec.WordVectors:
   """``wordllama`` (ships offline), a word2vec/GloVe text file, or a word-vector run directory."""
   if spec == "wordllama":
-    return text.wordllama_vectors()
+    return wordvec.wordllama_vectors()
   path = os.path.join(spec, "vectors.txt") if os.path.isdir(spec) else spec
   if not os.path.exists(path):
     raise FileNotFoundError(f"word vectors {spec!r}: {path} does not exist")
-  return text.load_vectors(path)
+  return wordvec.load_vectors(path)
 
 
 def parse_features_from(spec: str) -> tuple[str, list[str]]:

@@ -34,7 +34,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from livermore_brain import sharding as shd
-from livermore_brain.image2vec import text
+from livermore_brain.image2vec import text, wordvec
 
 AXES = {"in": ("vocab", "embed"), "out": ("vocab", "embed")}
 
@@ -267,20 +267,20 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, log=pri
   return summary
 
 
-def to_vectors(vocab: text.Vocab, params: dict) -> text.WordVectors:
+def to_vectors(vocab: text.Vocab, params: dict) -> wordvec.WordVectors:
   """The input vectors of the real (unpadded) rows, gathered to the host."""
-  return text.WordVectors(vocab.words, np.asarray(jax.device_get(params["in"]))[: len(vocab)])
+  return wordvec.WordVectors(vocab.words, np.asarray(jax.device_get(params["in"]))[: len(vocab)])
 
 
 def evaluate(
-  vectors: text.WordVectors, similarity: str = "", queries: str = "", k: int = 6
+  vectors: wordvec.WordVectors, similarity: str = "", queries: str = "", k: int = 6
 ) -> dict:
-  """Word-similarity correlation on each named list (`text.similarity_pairs`) and the nearest
+  """Word-similarity correlation on each named list (`wordvec.similarity_pairs`) and the nearest
   neighbours of each query word (comma-separated)."""
   out = {"similarity": {}, "neighbours": {}}
   for name in [s for s in similarity.split(",") if s]:
     try:
-      out["similarity"][name] = text.word_similarity(vectors, text.similarity_pairs(name))
+      out["similarity"][name] = wordvec.word_similarity(vectors, wordvec.similarity_pairs(name))
     except FileNotFoundError as e:  # the list's package is not installed: say so, go on
       out["similarity"][name] = {"error": str(e)}
   for q in [q.strip() for q in queries.split(",") if q.strip()]:
