@@ -2,8 +2,8 @@
 batching they share.
 
 `livermore_brain.families.load_features(workdir)` returns, for any run directory, an object
-with this interface (RICA: `rica.features.BrainFeatures`; supervised convnets:
-`supervised.features.ConvFeatures`)::
+with this interface (RICA: `rica.features.BrainFeatures`; every flax family: a subclass of
+`eval.flax_features.FlaxFeatures`)::
 
     fx.family, fx.name          # "rica", "trained" | "random (seed 1)"
     fx.input_shape              # (H, W, C) the network takes; images are float32 in [0, 1]
