@@ -128,7 +128,7 @@ def train(config, workdir: str) -> dict:
     sys.exit(1)
   except checkpoint.DiskFullError as e:
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    distributed.exit_now(2)  # every process of the run gets this error (checkpoint.Checkpointer)
   except OSError as e:  # a full disk under a metrics file, a figure, config.json
     if not checkpoint.is_disk_full(e):
       raise

@@ -125,6 +125,31 @@ def is_main() -> bool:
   return jax.process_index() == 0
 
 
+def client():
+  """The coordination service client of a multi-process run (its key-value store), or None."""
+  from jax._src import distributed as jax_distributed  # no public accessor in jax 0.10
+
+  return jax_distributed.global_state.client if jax.process_count() > 1 else None
+
+
+def exit_now(code: int) -> None:
+  """Leave a multi-process run that every process is leaving with the same error (e.g. a full
+  disk): flush, disconnect from the coordination service together (``jax.distributed.shutdown``
+  is collective), and exit without joining background threads — Orbax's save threads may still
+  be parked in a barrier that a failed peer never reaches, and Python would wait for them at
+  exit until Orbax's 20-minute timeout. One process alone: a plain ``sys.exit``."""
+  import sys
+
+  if jax.process_count() == 1:
+    sys.exit(code)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  try:
+    jax.distributed.shutdown()
+  finally:
+    os._exit(code)
+
+
 def global_batch(local: np.ndarray, sharding: NamedSharding) -> jax.Array:
   """This process's slice of the batch -> one global array split as ``sharding`` says."""
   global_shape = (local.shape[0] * jax.process_count(),) + tuple(local.shape[1:])

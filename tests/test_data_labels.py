@@ -107,6 +107,49 @@ def test_tfds_labels_match_the_dataset():
       np.testing.assert_array_equal(np.rint(x * 255), image)  # the same example's image
 
 
+def test_tfds_bad_labels_are_skipped_and_counted_while_streaming(monkeypatch):
+  """Issue #17 for ``tfds:``: examples whose label is missing (-1) or outside the class list
+  give their slot the next good example of the stream, counted by reason; resuming at any batch
+  gives the same slots; a task without labels uses them."""
+  from livermore_brain.data import tfds_source
+
+  bad = {3: -1, 11: 10, 12: 10, 19: -1}  # a run of two; the last one wraps into the next block
+  read_block = tfds_source.TfdsSource.read_block
+
+  def damaged(self, start, stop):
+    recs, labels = read_block(self, start, stop)
+    labels = labels.copy()
+    for i, y in bad.items():
+      if start <= i < stop:
+        labels[i - start] = y
+    return recs, labels
+
+  monkeypatch.setattr(tfds_source.TfdsSource, "read_block", damaged)
+  with tfds.testing.mock_data(num_examples=20):
+    pipe = _pipe("tfds:mnist", (28, 28, 1), 4, block_size=8, normalize=False)
+    batches = _take(pipe, 10)  # two epochs of 20 examples
+    flat = {k: np.concatenate([b[k] for b in batches]) for k in ("item", "label", "reason")}
+    images_ = np.concatenate([b["image"] for b in batches])
+    assert not set(flat["item"].tolist()) & set(bad)
+    assert ((flat["label"] >= 0) & (flat["label"] < 10)).all()
+    counts = pipe.bad_counts()
+    want = {"missing_label": 2 * 2, "bad_label": 2 * 2}  # each bad example: one slot per epoch
+    for reason, n in want.items():
+      assert counts[reason] == (flat["reason"] == images.CODE[reason]).sum() == n
+    for j in np.flatnonzero(flat["reason"] > 0)[:-1]:  # a replaced slot holds the next good one
+      k = j + np.argmax(flat["reason"][j:] == 0)
+      assert flat["item"][j] == flat["item"][k]
+      np.testing.assert_array_equal(images_[j], images_[k])
+    again = _pipe("tfds:mnist", (28, 28, 1), 4, block_size=8, normalize=False)
+    for k in sorted({int(j) // 4 for j in np.flatnonzero(flat["reason"] > 0)}):
+      got = _take(again, 1, start=k)[0]
+      for f in ("item", "reason", "label", "image"):
+        np.testing.assert_array_equal(got[f], batches[k][f])
+    unlabeled = _pipe("tfds:mnist", (28, 28, 1), 4, fields=("image",), block_size=8)
+    used = np.concatenate([b["item"] for b in _take(unlabeled, 5)])
+    assert set(bad) <= set(used.tolist()) and not unlabeled.bad_counts()
+
+
 def test_processes_concatenate_and_resume_with_augmentation():
   kw = dict(flip=True, color_jitter=0.4, crop="random", random_crop_min_scale=0.6)
   one = _pipe("mnist:test", (20, 20, 1), 6, **kw)

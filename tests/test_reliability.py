@@ -108,6 +108,57 @@ def test_a_full_disk_during_training_prints_one_line_and_exits_2(tmp_path, monke
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def test_a_disk_full_under_one_process_of_two_ends_both_with_the_one_line(tmp_path):
+  """2 processes (jax.distributed on localhost, gloo), the disk full for process 1 only from
+  step 4 on (its asynchronous save fails; process 0's succeeds and would wait for process 1 in
+  Orbax's barrier for 20 minutes): both processes exit 2 with the one ``error:`` line, within
+  seconds of the failure, and step 2 stays restorable. The failure is injected in each process
+  by tests/disk_full_child.py, where the 1-process tests above inject it. (The case where every
+  process's disk is full ends the same way through Orbax's own errors.)"""
+  from experiments import launch
+
+  wd = str(tmp_path / "run")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(LB_TEST_FULL_ON="1", LB_TEST_FULL_FROM_STEP="4")
+  coordinator = f"localhost:{launch.free_port()}"
+  cmd = [
+    sys.executable, os.path.join(ROOT, "tests", "disk_full_child.py"), "experiments.rica_yfcc",
+    "--config=experiments/configs/rica_yfcc.py:tiny", f"--workdir={wd}",
+    "--config.mesh=data:2,model:1", "--config.num_steps=4", "--config.checkpoint_every=2",
+    "--config.tensorboard=false", "--config.data.whiten=false",
+    "--config.distributed.heartbeat_timeout_s=30",
+  ]  # fmt: skip
+  procs = [
+    subprocess.Popen(
+      cmd,
+      cwd=ROOT,
+      env=launch.process_env(env, i, 2, coordinator, "cpu", 1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )  # fmt: skip
+    for i in range(2)
+  ]
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=240))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for i, (p, (out, err)) in enumerate(zip(procs, outs)):
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert p.returncode == 2, f"p{i} exit {p.returncode}:\n{out[-2000:]}\n{err[-3000:]}"
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    assert "checkpoint step 4 could not be written" in errors[0], errors[0]
+    assert "(steps 2) are intact" in errors[0] and "resume from step 2" in errors[0]
+  ck = ckpt_lib.Checkpointer(os.path.join(wd, "checkpoints"), async_save=False)
+  assert ck.all_steps() == [2]
+  ck.close()
+
+
 # One row per family: (experiment, its config file, overrides for a short run that saves often).
 # A new family adds its row; the test is the same.
 FAMILY_RUNS = [

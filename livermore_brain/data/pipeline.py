@@ -93,7 +93,8 @@ class Pipeline:
     self._tags = "tags" in self.fields
     # Fields the task reads are checked before the image is decoded: an item without a valid
     # label / with no tags is bad for this task, replaced and counted like an undecodable image.
-    self._check_label = self._labels and "label" in self.fields
+    # (TFDS streams carry their labels; they are checked in `_sequential_stream`.)
+    self._check_label = getattr(source, "class_names", None) is not None and "label" in self.fields
     self._num_labels = len(source.class_names) if self._check_label else 0
     self._lock = threading.Lock()
     self._perms: dict[int, np.ndarray] = {}
@@ -255,13 +256,47 @@ class Pipeline:
         out[r] = out.get(r, 0) + 1
       return out
 
-  def _load_encoded(self, q, data, example, label):
+  def _label_reason(self, label: int) -> str | None:
+    if label < 0:
+      return "missing_label"
+    return "bad_label" if label >= self._num_labels else None
+
+  def _sequential_stream(self, start_q: int):
+    """The source's ``(q, encoded, example, label)`` stream plus each slot's reason code. When the
+    task reads labels, an example whose label is missing (< 0, e.g. TFDS's unlabeled -1) or
+    outside the class list gives its slot, and only that slot, the next example of the stream
+    that has a good one, with the bad one's reason (counted when yielded, as for the
+    random-access sources). The good example still fills its own slot too, so slot ``q`` depends
+    only on the stream from ``q`` on and resuming stays exact; nothing is buffered beyond a run of
+    bad examples."""
+    stream = self.source.stream(start_q, self._seed_u, bool(self.cfg.shuffle))
+    if not self._check_label:
+      for rec in stream:
+        yield (*rec, 0)
+      return
+    pending = []  # (q, reason code) of the bad slots waiting for the next good example
+    for q, data, example, label in stream:
+      reason = self._label_reason(int(label))
+      if reason is None:
+        for bad_q, code in pending:
+          yield bad_q, data, example, label, code
+        pending.clear()
+        yield q, data, example, label, 0
+        continue
+      pending.append((q, images.CODE[reason]))
+      if len(pending) > self.source.num_items:  # a whole pass without one usable label
+        raise RuntimeError(
+          f"none of the {self.source.num_items} examples of this process's shard has a label in "
+          f"[0, {self._num_labels}): {self.source.describe()}"
+        )
+
+  def _load_encoded(self, q, data, example, label, reason):
     g = self._example(int(q))
     with self._lock:
       self.reads += 1
     try:
       img = self.prepare(images.open_image(bytes(data)), g)
-      reason = 0
+      reason = int(reason)
     except images.BadImage as e:  # prepared TFDS data: should not happen; a blank, counted slot
       img, reason = np.zeros(self.image_shape, np.uint8), images.CODE[e.reason]
     return img, np.int64(example), np.int64(g), np.int8(reason), np.int32(label), np.bytes_(b"")
@@ -326,10 +361,9 @@ class Pipeline:
 
     if self._sequential:
       i64 = tf.TensorSpec((), tf.int64)
-      sig = (i64, tf.TensorSpec((), tf.string), i64, i64)
+      sig = (i64, tf.TensorSpec((), tf.string), i64, i64, i64)
       ds = tf.data.Dataset.from_generator(
-        lambda: self.source.stream(start_batch * lb, self._seed_u, bool(self.cfg.shuffle)),
-        output_signature=sig,
+        lambda: self._sequential_stream(start_batch * lb), output_signature=sig
       )
       load = lambda *a: finish(*tf.numpy_function(self._load_encoded, list(a), out_t))
     else:

@@ -7,7 +7,9 @@ blocks in a permuted order and each block's examples in a permuted order, both f
 ``(seed, epoch)``. Resuming at position ``q`` reads only the block holding ``q`` (TFDS slicing
 skips whole shard files) and continues from there. Images are read encoded and decoded after the
 shuffle, in parallel. Labels: the ``label`` feature when it is a ``ClassLabel`` (``class_names``
-from its names), read with the images.
+from its names), read with the images; when the task reads them, an example whose label is
+missing (-1) or outside the class list is skipped for its slot and counted by the pipeline
+(`pipeline.Pipeline._sequential_stream`), as for the other sources.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ left on device``), whether it surfaces at once or later from the asynchronous wr
 `DiskFullError` whose message says where, how much a checkpoint needs, which earlier steps are
 intact and how to resume; Orbax's and asyncio's log records about it are silenced. Orbax writes
 a step into a temporary directory and renames it only once complete, so earlier steps are safe.
+In a multi-process run the disk may fill under one process only (a node-local disk, a quota):
+its writes fail while the others wait for it in Orbax's barrier (20 minutes), so waiting for an
+asynchronous save polls instead — the failed process posts its message in the coordination
+service's key-value store and every process raises the same `DiskFullError`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from typing import Any
 
 import jax
@@ -212,8 +217,34 @@ class Checkpointer:
   def wait(self) -> None:
     if self._failed is None:  # after a failed save, its error was raised once already
       with self._disk_full_is_one_error():
+        if jax.process_count() > 1:
+          self._wait_unless_a_process_is_full()
         self.manager.wait_until_finished()
       self._in_flight = None
+
+  def _wait_unless_a_process_is_full(self, poll_s: float = 0.1) -> None:
+    """Multi-process: wait for the save in flight, but give up with `DiskFullError` as soon as
+    any process's writes failed for lack of space (this one: Orbax logged the failure, which
+    `_QUIET` notes; another: its message in the key-value store). Orbax's own wait would block
+    in a barrier the failed process never reaches."""
+    from livermore_brain import distributed
+
+    client, key = distributed.client(), f"livermore_brain/disk_full{self.directory}"
+    while self.manager.is_saving_in_progress():
+      if _QUIET.tripped:
+        msg = self.disk_full_message(self._in_flight)
+        client.key_value_set(key, f"{msg} (on process {jax.process_index()})", allow_overwrite=True)
+        self._failed = DiskFullError(msg)
+        raise self._failed
+      try:
+        peer = client.key_value_try_get(key)
+      except Exception:  # noqa: BLE001 - NOT_FOUND: no process reported a full disk
+        peer = None
+      if peer:
+        _QUIET.tripped = True  # this process's save thread fails next, at the barrier: quiet
+        self._failed = DiskFullError(peer)
+        raise self._failed
+      time.sleep(poll_s)
 
   def close(self) -> None:
     self.wait()
