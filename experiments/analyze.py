@@ -19,6 +19,12 @@ verified checkpoint and the run's config and writes into the run directory:
 * ``filter_stats.json`` — RICA runs: excess kurtosis of every first-layer filter's responses on
   held-out whitened patches from the run's pipeline (another seed), against random unit-norm
   filters (`eval.filter_stats`);
+* ``gabor.json`` — RICA runs: the share of first-layer filters a 2-D Gabor fits with R² above a
+  threshold, in pixel space (whitening undone, as in ``filters.png``), against random unit-norm
+  filters shown the same way (`eval.gabor`);
+* ``invariance.png`` / ``invariance.json`` — the best selectivity neuron's response as positive
+  probe images are scaled, shifted and rotated in the plane (Le et al. 2012, Fig. 4;
+  `eval.invariance`);
 * ``optimal_stimuli.png`` — RICA runs: chosen neurons' optimal inputs by norm-constrained
   gradient ascent;
 * ``analysis.json`` — a summary of all of the above.
@@ -38,7 +44,7 @@ import numpy as np
 from livermore_brain import families, viz
 from livermore_brain.data import labeled
 from livermore_brain.eval import controls as controls_lib
-from livermore_brain.eval import filter_stats
+from livermore_brain.eval import filter_stats, gabor, invariance
 from livermore_brain.eval import optimal_stimulus as opt_lib
 from livermore_brain.eval import selectivity as sel_lib
 from livermore_brain.eval import topk as topk_lib
@@ -118,6 +124,22 @@ def filter_kurtosis(bf: bfl.BrainFeatures, num_images: int = 128, seed: int | No
   trained = filter_stats.response_kurtosis(w, x)
   rnd = filter_stats.response_kurtosis(filter_stats.random_unit_filters(w.shape, seed), x)
   return {"images": int(num_images), **filter_stats.summary(trained, rnd)}
+
+
+def filter_gabor(bf: bfl.BrainFeatures, num_filters: int, threshold: float, seed: int = 0):
+  """`gabor.summary` of ``num_filters`` layer-1 filters (random locations and filters, seeded)
+  against as many random unit-norm filters, both mapped to pixel space like ``filters.png``."""
+  g = bf.spec.geometries[0]
+  w = np.asarray(bf.params[0]["w"])[: g.num_locations]
+  rng = np.random.default_rng(seed)
+  loc = rng.integers(0, w.shape[0], num_filters)
+  k = rng.integers(0, w.shape[1], num_filters)
+  shape = (num_filters, g.field_h, g.field_w, g.in_c)
+  trained = w[loc, k].reshape(shape)
+  rnd = filter_stats.random_unit_filters((num_filters, w.shape[-1]), seed).reshape(shape)
+  if bf.whitening is not None:
+    trained, rnd = bf.whitening.undo(trained), bf.whitening.undo(rnd)
+  return gabor.summary(gabor.r2_scores(trained), gabor.r2_scores(rnd), threshold)
 
 
 def selectivity_section(result: sel_lib.Selectivity, top: int = 10) -> dict:
@@ -226,6 +248,19 @@ def analyze(workdir: str, config, log=print) -> dict:
         f"filters; {100 * fs['trained_above_random_p95']:.0f}% of trained filters above the "
         "random filters' 95th percentile"
       )
+    if int(config.filters.gabor_filters) > 0:
+      gs = filter_gabor(
+        bf, int(config.filters.gabor_filters), float(config.filters.gabor_threshold)
+      )
+      summary["gabor"] = gs
+      with open(out("gabor.json"), "w") as f:
+        json.dump(gs, f, indent=2)
+      log(
+        f"  Gabor fits (pixel space) of {gs['filters']} layer-1 filters: "
+        f"{100 * gs['trained_share']:.0f}% with R² > {gs['threshold']} (median "
+        f"{gs['trained_median_r2']:.2f}) vs {100 * gs['random_share']:.0f}% of random unit-norm "
+        f"filters (median {gs['random_median_r2']:.2f})"
+      )
 
   # Selectivity: trained vs random-weight network vs chance (Le et al. 2012).
   bs = int(config.batch_size)
@@ -277,6 +312,26 @@ def analyze(workdir: str, config, log=print) -> dict:
   summary["controls"] = {k: {m: v[m] for m in ("same_set", "held_out")} for k, v in ctl.items()}
   log("  controls (best neuron of each; same-set and held-out accuracy):")
   log("  " + controls_lib.format_table(ctl).replace("\n", "\n  "))
+
+  # Invariance of the best neuron (Le et al. 2012, Fig. 4).
+  n_inv = min(int(config.invariance.images), int(probe_y.sum()))
+  if n_inv > 0:
+    b = sel_tr.best_neuron
+    pol = float(sel_tr.polarity[b])
+    neuron = lambda x: pol * bf.features(x, layer, batch_size=bs)[:, b]
+    inv = invariance.curves(neuron, probe_x[probe_y][:n_inv])
+    thr = pol * float(sel_tr.threshold[b])
+    invariance.plot(
+      inv,
+      out("invariance.png"),
+      title=f"{lname} neuron {b}: response to {n_inv} {p.positive!r} images (mean ± sd)",
+      threshold=thr,
+    )
+    inv_doc = {"layer": lname, "neuron": int(b), "polarity": pol, "threshold": thr, **inv}
+    with open(out("invariance.json"), "w") as f:
+      json.dump(inv_doc, f, indent=2)
+    summary["invariance"] = {"neuron": int(b), "images": n_inv}
+    log(f"  invariance.png: neuron {b} over {n_inv} positive images")
 
   # Top stimuli (paper Fig. 5).
   s = config.stimuli

@@ -105,7 +105,9 @@ def run(tmp_path_factory):
 def test_planted_neuron_found_with_exact_accuracy(run, tmp_path):
   # 10 "vert" images, two of which are drawn horizontal (label noise); 10 "horz" images.
   probe = write_bars(tmp_path / "probe", {"vert": ["v"] * 8 + ["h"] * 2, "horz": ["h"] * 10})
-  summary = analyze.analyze(run, fast_config(probe), log=lambda *_: None)
+  cfg = fast_config(probe)
+  cfg.invariance.images = 10  # every positive: 8 vertical bars, 2 horizontal ones
+  summary = analyze.analyze(run, cfg, log=lambda *_: None)
   with open(os.path.join(run, "selectivity.json")) as f:
     sel = json.load(f)
   assert sel["trained"]["best_neuron"] == 0
@@ -126,11 +128,23 @@ def test_planted_neuron_found_with_exact_accuracy(run, tmp_path):
   assert ctl["chance"]["same_set"] == pytest.approx(0.5)
   for name in ("best single pixel", "best linear filter (pixels)"):
     assert 0.5 <= ctl[name]["same_set"] <= 1.0 and 0.0 <= ctl[name]["held_out"] <= 1.0
-  for name in ("filters", "top_stimuli", "top_stimuli_neurons", "selectivity", "optimal_stimuli"):
+  figs = ("filters", "top_stimuli", "top_stimuli_neurons", "selectivity", "optimal_stimuli")
+  for name in (*figs, "invariance"):
     path = os.path.join(run, f"{name}.png")
     assert os.path.getsize(path) > 1000, name
     with Image.open(path) as im:
       assert im.format == "PNG" and min(im.size) > 50
+  # Invariance: neuron 0 (+1 on vertical bars, -1 on horizontal) on the 10 positives turned in
+  # the plane: (8 - 2) / 10 upright, the opposite at +-90 degrees.
+  with open(os.path.join(run, "invariance.json")) as f:
+    inv = json.load(f)
+  assert inv["neuron"] == 0 and inv["polarity"] == 1
+  rot = dict(zip(inv["rotation"]["amount"], inv["rotation"]["mean"]))
+  assert rot[0.0] == pytest.approx(0.6, abs=1e-5)
+  assert rot[90.0] == pytest.approx(-0.6, abs=1e-5) and rot[-90.0] == pytest.approx(-0.6, abs=1e-5)
+  with open(os.path.join(run, "gabor.json")) as f:
+    gb = json.load(f)
+  assert gb["filters"] == 4 and 0.0 <= gb["trained_share"] <= 1.0
   with open(os.path.join(run, "top_stimuli.json")) as f:
     tops = json.load(f)
   assert [r["neuron"] for r in tops["chosen"]] == [1]

@@ -26,7 +26,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.random_seed = -1  # seed of the random-weight control network; -1 = the run's seed + 1
   # Paper Fig. 4: first-layer filters over a sampling of grid locations (rows) x filters.
   # kurtosis_images: held-out pipeline images for the filters' response kurtosis (0: skip).
-  c.filters = ml_collections.ConfigDict(dict(locations=16, per_location=16, kurtosis_images=128))
+  # gabor_filters: layer-1 filters (spread over locations) fitted with a 2-D Gabor in pixel
+  # space (whitening undone, as shown), against as many random unit-norm filters (0: skip);
+  # gabor_threshold: the R² above which a filter counts as Gabor-like.
+  c.filters = ml_collections.ConfigDict(
+    dict(
+      locations=16,
+      per_location=16,
+      kurtosis_images=128,
+      gabor_filters=96,
+      gabor_threshold=0.8,
+    )
+  )
+  # Le et al. 2012, Fig. 4: the best neuron's response as positive probe images are scaled,
+  # shifted and rotated in the plane (invariance.png; 0 images: skip).
+  c.invariance = ml_collections.ConfigDict(dict(images=32))
   # Paper Fig. 5: top-k stimuli of the most selective neurons over a set of probe images.
   # source "run" = the run's own training pipeline (its source and crops, deterministic);
   # "probe" = the labeled probe set below.
@@ -47,6 +61,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if preset == "fast":
     c.stimuli.num_images = 256
     c.filters.kurtosis_images = 16
+    c.filters.gabor_filters = 4
+    c.invariance.images = 4
     c.probe.limit = 2_000
     c.optimal_stimulus.steps = 40
     c.optimal_stimulus.max_neurons = 4
