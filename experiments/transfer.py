@@ -200,6 +200,14 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
   for wd in workdirs:
     log(f"transfer: loading {wd}")
     fxs.append(with_readout(families.load_features(wd, step=step, devices=devices), config))
+  if len({len(fx.input_shape) for fx in fxs}) > 1:
+    raise ValueError("one table holds image networks or clip networks, not both")
+  clips = len(fxs[0].input_shape) == 4  # (T, H, W, C): networks over clips
+  if clips and config.dataset == "mnist":
+    raise ValueError(
+      "these runs take clips: transfer them to a clip dataset, e.g. "
+      "--config.dataset=moving_mnist (motion, 8 classes) or moving_mnist:digit"
+    )
   names = system_names(fxs, workdirs)
   several = len(fxs) > 1
   layers = [layers_for(fx, specs, wd, several) for fx, wd in zip(fxs, workdirs)]
@@ -351,7 +359,7 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
             cells=finetune(label, params, fn, net, images),
           )
   refs = {}
-  if config.reference:
+  if config.reference and not clips:  # the report's rows are image -> MNIST numbers
     for label, vals in REFERENCE.items():
       cells = {
         r: {"error": vals[r], "sd": None, "n_train": int(r), "source": "LDRD report, Fig. 4"}

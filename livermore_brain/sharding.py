@@ -47,6 +47,7 @@ DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
   ("conv_w", None),
   ("conv_in", None),
   ("conv_out", None),
+  ("conv_t", None),  # 3-D convolutions' temporal kernel axis (livermore_brain.video)
   # word vectors (livermore_brain.image2vec.skipgram): millions of rows at YFCC100M scale, split
   # over model; their dimension ("embed") replicated
   ("vocab", "model"),

@@ -166,6 +166,7 @@ FAMILY_RUNS = [
   ("resception", "resception.py", {"num_steps": 24, "eval.source": ""}),
   ("context_prediction", "context.py", {"num_steps": 24, "eval.source": ""}),
   ("gan_curriculum", "gan.py", {"num_steps": 24, "eval.source": ""}),  # crosses a stage boundary
+  ("video_features", "video_features.py", {"num_steps": 24, "eval.source": ""}),  # clips
 ]
 
 

@@ -252,8 +252,16 @@ def labeled_sets(
   split that pipeline split instead); ``folder:<dir>`` (one subfolder per class, center-cropped
   to ``image_shape``'s size; stratified split); ``tfds:<name>`` (its ``train`` and ``test``
   splits) or ``tfds:<name>:<split>`` (that split, stratified). Limits keep the first images of
-  each split. `at_input` resamples for the network.
+  each split. `at_input` resamples for the network. A clip shape ``(T, H, W, C)`` (networks over
+  clips): `labeled_clips.clip_sets`.
   """
+  if len(image_shape) == 4:
+    from livermore_brain.data import labeled_clips
+
+    return labeled_clips.clip_sets(
+      source, image_shape, seed=seed, test_fraction=test_fraction, train_limit=train_limit,
+      test_limit=test_limit,
+    )  # fmt: skip
   h, w, c = (int(v) for v in image_shape)
   kind, _, arg = str(source).partition(":")
   if kind in ("mnist", "digits") and arg in ("", "train", "test", "all"):
@@ -294,6 +302,14 @@ def _tfds_native(name, split_name, limit, data_dir, size):
 
 
 def at_input(data, image_shape: Sequence[int]):
-  """A `Labeled` set resampled to the network's ``(H, W, C)`` (`resize_to`)."""
+  """A `Labeled` set resampled to the network's ``(H, W, C)`` (`resize_to`); clip sets are made
+  at the network's ``(T, H, W, C)`` and pass through."""
+  if len(image_shape) == 4:
+    if tuple(data.images.shape[1:]) != tuple(int(v) for v in image_shape):
+      raise ValueError(
+        f"clips of shape {data.images.shape[1:]} do not fit a network over {tuple(image_shape)}: "
+        f"clip networks of one transfer table must share their clip shape"
+      )
+    return data
   h, w, c = (int(v) for v in image_shape)
   return Labeled(resize_to(data.images, (h, w), c), data.labels, data.class_names)

@@ -85,7 +85,7 @@ def stream_batches(
     batches = (np.asarray(b) for b in images)
   want = tuple(int(v) for v in want_shape)
   for batch in batches:
-    if batch.ndim != 4 or tuple(batch.shape[1:]) != want:
+    if batch.ndim != 1 + len(want) or tuple(batch.shape[1:]) != want:  # images or clips
       raise ValueError(f"images must be (N, {', '.join(map(str, want))}), got {batch.shape}")
     for lo in range(0, batch.shape[0], bs):  # an iterable may yield larger batches: split them
       part = batch[lo : lo + bs]

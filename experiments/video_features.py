@@ -1,0 +1,20 @@
+r"""Learn features from clips: ``python -m experiments.video_features``.
+
+With no flags it trains the ``cpu`` preset — the predictive autoencoder on moving real MNIST
+digits (offline) — into ``runs/video_features-cpu``; rerunning resumes. Beside the usual run
+files it writes ``predictions.png`` (context, true and predicted frames of held-out clips) at
+every checkpoint. See experiments/configs/video_features.py; transfer to motion classification:
+``python -m experiments.transfer --workdir=runs/video_features-cpu --config.dataset=moving_mnist``.
+"""
+
+from __future__ import annotations
+
+from experiments import common
+
+main = common.define_train_flags(
+  "video_features",
+  "Config file, optionally with a preset: experiments/configs/video_features.py:tiny|cpu|ucf101.",
+)
+
+if __name__ == "__main__":
+  common.run(main)

@@ -1,0 +1,1 @@
+"""Video feature learners: the predictive autoencoder (`task.VideoPredictiveTask`) on clips."""
