@@ -28,6 +28,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
   "supervised": ("livermore_brain.supervised.task", "SupervisedTask"),
   "context": ("livermore_brain.context.task", "ContextTask"),
   "gan": ("livermore_brain.gan.task", "GanTask"),
+  "video_gan": ("livermore_brain.gan.video", "VideoGanTask"),
 }
 
 
