@@ -15,7 +15,7 @@ _LEGACY = ("channels", "global_batch", "seed", "process_index", "process_count",
 
 def make_pipeline(
   cfg,
-  spec: InputSpec | None = None,
+  spec: InputSpec | None = None,  # num_frames >= 1: a `video.VideoPipeline` of clips
   *legacy,
   image_size: int | None = None,
   channels: int | None = None,
@@ -56,6 +56,18 @@ def make_pipeline(
       f"process yields global_batch / process_count images; use a multiple of {process_count}"
     )
   spec = spec_lib.resolve(spec, image_size, channels)
+  if spec.is_video:  # clips: their own sources and pipeline
+    from livermore_brain.data import video
+
+    return video.make_video_pipeline(
+      cfg, spec, global_batch=int(global_batch), seed=seed, process_index=int(process_index),
+      process_count=int(process_count),
+    )  # fmt: skip
+  if config_lib.parse_source(cfg.source)[0] in ("moving_mnist", "video_folder"):
+    raise ValueError(
+      f"data.source={cfg.source!r} holds clips, but the task reads images; image sources: "
+      f"{config_lib.SOURCE_FORMS}"
+    )
   h, w, _ = spec.image_shape
   if min(h, w) < 2 or (cfg.whiten and min(h, w) < int(cfg.whitening_patch)):
     raise ValueError(

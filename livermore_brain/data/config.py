@@ -9,7 +9,9 @@ import ml_collections
 
 SOURCE_FORMS = (
   "builtin[:train|test|all], folder:<dir>, tfds:<name>[:<split>], yfcc100m:<metadata file>, "
-  "mnist[:train|test|all], digits[:train|test|all]"
+  "mnist[:train|test|all], digits[:train|test|all]; clips (InputSpec.num_frames >= 1): "
+  "moving_mnist[:train|test|all], video_folder:<dir>, tfds:<video dataset>[:<split>], "
+  "yfcc100m:<metadata file> (its video lines; files under data.image_dir)"
 )
 CROPS = ("auto", "center", "random", "resize")
 ARRAY_SPLITS = ("train", "test", "all")
@@ -57,6 +59,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.cache_decoded = True  # keep decoded images in memory (up to cache_max_mb) for later epochs
   c.cache_max_mb = 1024
   c.index_cache = True  # yfcc100m: save the metadata index under <workdir>/yfcc_index/
+  # Clips (tasks whose InputSpec has num_frames, `data.video`): the frame rate clips are sampled
+  # at from video files (frames per second of the clip); 0 = every decoded frame (native rate).
+  c.video_fps = 0.0
   return c
 
 
@@ -82,6 +87,8 @@ def resolve(cfg) -> ml_collections.ConfigDict:
     raise ValueError(
       f"data.whitening_patch must be a positive odd number, got {full.whitening_patch}"
     )
+  if float(full.video_fps) < 0:
+    raise ValueError(f"data.video_fps must be >= 0 (0 = native rate), got {full.video_fps}")
   if int(full.block_size) < 1:
     raise ValueError(f"data.block_size must be >= 1, got {full.block_size}")
   return full
@@ -89,13 +96,14 @@ def resolve(cfg) -> ml_collections.ConfigDict:
 
 def parse_source(source: str) -> tuple[str, str, str]:
   """``"tfds:mnist:train"`` -> ``("tfds", "mnist", "train")``, ``"digits"`` -> ``("digits", "",
-  "train")``; kinds: builtin, folder, tfds, yfcc100m, mnist, digits."""
+  "train")``; kinds: builtin, folder, tfds, yfcc100m, mnist, digits, moving_mnist,
+  video_folder."""
   kind, _, rest = str(source).partition(":")
   if kind == "builtin" and rest in ("", *ARRAY_SPLITS):
     return kind, "", "" if rest == "all" else rest
-  if kind in ("mnist", "digits") and rest in ("", *ARRAY_SPLITS):
+  if kind in ("mnist", "digits", "moving_mnist") and rest in ("", *ARRAY_SPLITS):
     return kind, "", rest or "train"
-  if kind in ("folder", "yfcc100m") and rest:
+  if kind in ("folder", "yfcc100m", "video_folder") and rest:
     return kind, rest, ""
   if kind == "tfds" and rest:
     name, _, split = rest.partition(":")

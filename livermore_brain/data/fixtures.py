@@ -117,3 +117,50 @@ def write_yfcc_fixture(root: str) -> dict:
     paths[layout] = path
   good = [p for p, v in PHOTOS.items() if v[-1] in ("good", "flat", "gray")]
   return dict(image_dir=image_dir, metadata=paths, good_ids=good, bad=dict(REASONS), root=root)
+
+
+def write_video(path: str, frames: np.ndarray, fps: int = 10, codec: str = "ffv1") -> str:
+  """Encode uint8 ``(N, H, W, 3)`` frames with PyAV (``ffv1`` in .mkv: lossless, so a decoded
+  frame equals the written one; ``mpeg4`` for .mp4)."""
+  import av
+
+  frames = np.asarray(frames, np.uint8)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with av.open(path, "w") as container:
+    stream = container.add_stream(codec, rate=int(fps))
+    stream.height, stream.width = frames.shape[1:3]
+    stream.pix_fmt = "yuv420p" if codec == "mpeg4" else "bgr0"
+    for a in frames:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  return path
+
+
+def counting_frames(n: int, height: int = 16, width: int = 16, offset: int = 0) -> np.ndarray:
+  """``n`` flat gray frames whose value encodes their index: frame ``i`` = ``8 (i + offset)``
+  (mod 256), so a decoded clip tells which source frames it holds."""
+  v = (8 * (np.arange(n) + offset)) % 256
+  return np.broadcast_to(v[:, None, None, None], (n, height, width, 3)).astype(np.uint8)
+
+
+def write_video_folder_fixture(root: str, fps: int = 20) -> dict:
+  """Two classes (subfolders ``a``, ``b``) of four counting videos (`counting_frames`, 24 to 40
+  frames at ``fps``) plus three bad files: an empty ``.mp4``, a text file named ``.avi`` and a
+  3-frame video (too short for clips of 4 or more frames). Returns their paths."""
+  good = {
+    "a/one.mkv": 24, "a/two.mkv": 30, "b/three.mkv": 40, "b/four.mkv": 26,
+  }  # fmt: skip
+  out = {"good": [], "bad": {}}
+  for rel, n in good.items():
+    offset = 10 * len(out["good"])
+    out["good"].append(write_video(os.path.join(root, rel), counting_frames(n, offset=offset), fps))
+  empty = os.path.join(root, "a", "empty.mp4")
+  open(empty, "wb").close()
+  text = os.path.join(root, "b", "not_a_video.avi")
+  with open(text, "w") as f:
+    f.write("<html>404 Not Found</html>\n")
+  short = write_video(os.path.join(root, "b", "short.mkv"), counting_frames(3), fps)
+  out["bad"] = {empty: "empty_file", text: "decode_error", short: "too_short"}
+  return out

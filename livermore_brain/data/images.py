@@ -26,9 +26,10 @@ from PIL import Image, UnidentifiedImageError
 # Reason codes carried through tf.data (0 = fine). Order is part of the batch format.
 # The last three are items whose image may be fine but whose other fields a task needs are not:
 # a label missing (-1) or outside the class list, or a photo with no tags (issue #17).
+# Clips (`video`): a video with no decodable frame, or fewer frames than one clip spans.
 REASONS = (
   "ok", "missing_file", "empty_file", "not_image", "decode_error", "read_error",
-  "missing_label", "bad_label", "no_tags",
+  "missing_label", "bad_label", "no_tags", "empty_video", "too_short",
 )  # fmt: skip
 CODE = {r: i for i, r in enumerate(REASONS)}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")

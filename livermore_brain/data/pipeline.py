@@ -49,12 +49,13 @@ _WHITEN_DOMAIN = 7  # RNG domain of the crops the whitening is fitted on (not tr
 def summarize_bad_counts(counts: dict) -> str:
   """One line, e.g.
   ``skipped 3 images (decode_error=2, missing_file=1); 1 skipped_videos; 2 malformed_line``."""
-  bad = {k: v for k, v in sorted(counts.items()) if k not in ("skipped_videos", "malformed_line")}
+  lines = ("skipped_videos", "skipped_photos", "malformed_line")  # metadata lines, not images
+  bad = {k: v for k, v in sorted(counts.items()) if k not in lines}
   n = sum(bad.values())
   parts = f"skipped {n} images" + (
     f" ({', '.join(f'{k}={v}' for k, v in bad.items())})" if n else ""
   )
-  extra = [f"{counts[k]} {k}" for k in ("skipped_videos", "malformed_line") if counts.get(k)]
+  extra = [f"{counts[k]} {k}" for k in lines if counts.get(k)]
   return "; ".join([parts] + extra)
 
 

@@ -90,6 +90,7 @@ RULES: tuple[tuple[str, Range], ...] = (
   ("data.whitening_images", POSITIVE),
   ("data.whitening_samples", POSITIVE),
   ("data.whitening_patch", POSITIVE),  # (and odd: data/config.py)
+  ("data.video_fps", NON_NEGATIVE),  # 0: every decoded frame
   ("*eps", ABOVE_ZERO),  # data.normalize_eps, data.whitening_eps, RICA's smooth-L1 eps
   # models, by name, whatever the family
   ("*dropout", FRACTION),

@@ -46,10 +46,11 @@ from livermore_brain.data.spec import InputSpec
 # Logical axes of the batch fields the loop can feed to a step (leading axis = the global batch).
 BATCH_AXES = {
   "image": ("batch", None, None, None),
+  "frames": ("batch", None, None, None, None),  # clips (B, T, H, W, C)
   "label": ("batch",),
 }
 # Their dtypes (``label``: the class index).
-BATCH_DTYPES = {"image": np.float32, "label": np.int32}
+BATCH_DTYPES = {"image": np.float32, "frames": np.float32, "label": np.int32}
 
 
 class Task(abc.ABC):
@@ -89,6 +90,8 @@ class Task(abc.ABC):
     """Shapes and dtypes of a global batch of ``batch`` examples, one per `batch_axes` field
     (``image`` float32 ``(batch, H, W, C)``, ``label`` int32 ``(batch,)``); no sharding."""
     trailing = {"image": self.input_shape, "label": ()}
+    if self.input_spec.num_frames:
+      trailing["frames"] = self.input_spec.clip_shape
     return {
       k: jax.ShapeDtypeStruct((batch, *trailing[k]), BATCH_DTYPES[k]) for k in self.batch_axes()
     }
