@@ -37,6 +37,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from livermore_brain import sharding as shd
+from livermore_brain.data.spec import InputSpec
 from livermore_brain.gan import losses, quality
 from livermore_brain.gan import video_nets as vn
 from livermore_brain.gan.curriculum import Schedule
@@ -78,7 +79,7 @@ class VideoGanTask(GanTask):
         f"model.g_widths and model.d_widths need one width per level of blocks={self.blocks!r} "
         f"({n_levels}: {', '.join(f'{f}x{r}' for f, r in self.geometry)})"
       )
-    self.input_spec = _clip_spec(self.clip_shape)
+    self.input_spec = InputSpec((h, w, c), ("frames",), num_frames=t)
     self.latent_dim = int(m.latent_dim)
     base = self.geometry[0]
     self.generator = vn.VideoGenerator(tuple(m.g_widths), self.blocks, base, channels=c)
@@ -111,16 +112,6 @@ class VideoGanTask(GanTask):
         f"model.blocks={self.blocks!r} never produces (its levels, frames x pixels: {chain})"
       )
     return self.geometry.index(size)
-
-  @property
-  def input_shape(self) -> tuple[int, int, int]:
-    return self.clip_shape[1:]
-
-  def batch_axes(self) -> dict[str, tuple]:
-    return {"frames": ("batch", None, None, None, None)}
-
-  def abstract_batch(self, batch: int) -> dict[str, jax.ShapeDtypeStruct]:
-    return {"frames": jax.ShapeDtypeStruct((batch, *self.clip_shape), np.float32)}
 
   # ---- state ------------------------------------------------------------------------------
   def _g_init(self, key):
@@ -307,17 +298,6 @@ class VideoGanTask(GanTask):
       suptitle=f"step {step}, stage {stage} ({f} frames at {r} px)",
     )
     shutil.copyfile(path, os.path.join(workdir, "samples.png"))
-
-
-def _clip_spec(clip_shape):
-  """The `InputSpec` of a clip batch: frames of (H, W, C), the ``frames`` field."""
-  from livermore_brain.data.spec import InputSpec
-
-  t, h, w, c = clip_shape
-  try:
-    return InputSpec((h, w, c), ("frames",))
-  except ValueError:  # a platform without clip batches: the step still runs on given batches
-    return InputSpec((h, w, c), ("image",))
 
 
 def load_features(workdir: str, step: int | None = None, devices=None, mesh=None):
