@@ -115,6 +115,7 @@ FAMILY_RUNS = [
   ("resception", "resception.py", {"num_steps": 24, "eval.source": ""}),
   ("context_prediction", "context.py", {"num_steps": 24, "eval.source": ""}),
   ("gan_curriculum", "gan.py", {"num_steps": 24, "eval.source": ""}),  # crosses a stage boundary
+  ("video_gan", "video_gan.py", {"num_steps": 24}),  # clips; the clip grows at step 4
 ]
 
 
