@@ -54,10 +54,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif preset == "cpu":  # 8 frames of 16x16 (digits 8 px tall): sized for 2 shared CPU cores
     c.model.clip_shape = (8, 16, 16, 1)
     c.model.blocks = "ttss"  # levels 2x4 -> 4x4 -> 8x4 -> 8x8 -> 8x16
-    c.model.g_widths = (32, 32, 32, 16, 8)
-    c.model.d_widths = (32, 32, 32, 16, 8)
-    c.batch_size = 32
-    c.num_steps = 300
+    c.model.g_widths = (16, 16, 16, 8, 8)
+    c.model.d_widths = (16, 16, 16, 8, 8)
+    c.batch_size = 16
+    c.num_steps = 200
     c.log_every = 10
     c.checkpoint_every = 100
   else:  # ucf101: TFDS (prepared with internet), 16 frames of 64x64 RGB, for a GPU; not run
