@@ -40,10 +40,10 @@ BAND, ALIVE = 0.15, 0.9
 
 def stability(workdir: str) -> dict:
   from experiments.gan_compare import _stays
-  from livermore_brain.train import metrics, run_dir
+  from livermore_brain.train import metrics
 
-  n = int(run_dir.load_config(workdir).num_steps)
   rows = [r for r in metrics.read_metrics(workdir) if "d/accuracy" in r]
+  n = max(r["step"] for r in rows)  # the last logged step (an unfinished run: so far)
   steps = [r["step"] for r in rows]
   acc = [r["d/accuracy"] for r in rows]
   tail = [r for r in rows if r["step"] > 0.8 * n]
@@ -51,6 +51,7 @@ def stability(workdir: str) -> dict:
   full = [r for r in rows if r["curriculum/stage"] == last_stage]
   in_band = lambda rs: float(np.mean([abs(r["d/accuracy"] - 0.5) <= BAND for r in rs]))
   return dict(
+    last_step=n,
     acc_real=float(np.mean([r["d/acc_real"] for r in tail])),
     acc_fake=float(np.mean([r["d/acc_fake"] for r in tail])),
     acc=float(np.mean([r["d/accuracy"] for r in tail])),
@@ -97,7 +98,7 @@ def main(_):
         raw(xtr, FLAGS.pool),
         raw(xte, FLAGS.pool),
       )
-    name = os.path.basename(os.path.normpath(wd))
+    name = f"{os.path.basename(os.path.normpath(wd))} (step {fx.step})"
     for tag, f in (("trained", fx), ("random init", fx.random_network())):
       feats = [f.features(x, FLAGS.layer, pool=FLAGS.pool) for x in (xtr, xte)]
       sources[f"{name}: D {FLAGS.layer} ({tag})"] = tuple(feats)
