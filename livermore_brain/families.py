@@ -29,6 +29,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
   "context": ("livermore_brain.context.task", "ContextTask"),
   "gan": ("livermore_brain.gan.task", "GanTask"),
   "video_predictive": ("livermore_brain.video.task", "VideoPredictiveTask"),
+  "video_gan": ("livermore_brain.gan.video", "VideoGanTask"),
 }
 
 

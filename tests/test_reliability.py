@@ -167,6 +167,7 @@ FAMILY_RUNS = [
   ("context_prediction", "context.py", {"num_steps": 24, "eval.source": ""}),
   ("gan_curriculum", "gan.py", {"num_steps": 24, "eval.source": ""}),  # crosses a stage boundary
   ("video_features", "video_features.py", {"num_steps": 24, "eval.source": ""}),  # clips
+  ("video_gan", "video_gan.py", {"num_steps": 24}),  # clips; the clip grows at step 4
 ]
 
 

@@ -10,6 +10,8 @@ one network from dominating" without saying what harder means. Here a curriculum
 * **instance noise and blur** (Sønderby et al. 2017; Arjovsky & Bottou 2017): Gaussian noise of
   std ``noise`` and a Gaussian blur of ``blur`` pixels on *both* real and fake inputs of the
   discriminator, each annealed linearly from its start to its end value over the stage;
+* **clip length** (video GANs, `gan.video`): both networks play on clips of ``frames`` frames
+  (real clips average-pooled in time); growing it fades in like a resolution step;
 * **discriminator strength**: one-sided label smoothing ``smooth`` of D's real targets
   (Salimans et al. 2016) and the update ratio — D is updated on steps where
   ``step % d_every == 0``, G where ``step % g_every == 0``.
@@ -22,7 +24,7 @@ and nothing annealed.
 
 Config form (``--config.curriculum=``): a preset name from `PRESETS` or an inline spec, stages
 separated by ``;``, fields by ``,``, a start>end range with ``>``, a resolution as pixels or as
-``full/<k>``::
+``full/<k>`` (``frames`` likewise, for clips)::
 
     steps=15%,res=full/4,noise=0.3>0.1,blur=1>0.5,smooth=0.2; steps=25%,res=full/2,fade=10%,...
 
@@ -72,6 +74,7 @@ class Stage:
   steps: int = 0
   until: str = ""
   res: int = 0  # pixels per side; 0 = the full input size
+  frames: int = 0  # frames per clip (video GANs); 0 = the full clip length
   fade: int = 0  # steps of fade-in when this stage's resolution is above the previous one's
   noise: tuple[float, float] = (0.0, 0.0)  # instance-noise std (images in [-1, 1]) start, end
   blur: tuple[float, float] = (0.0, 0.0)  # Gaussian blur sigma (pixels at res) start, end
@@ -102,7 +105,7 @@ def _range(v: str) -> tuple[float, float]:
   return (float(a), float(b if b else a))
 
 
-def parse(spec: str, num_steps: int, full: int) -> tuple[Stage, ...]:
+def parse(spec: str, num_steps: int, full: int, full_frames: int = 1) -> tuple[Stage, ...]:
   """A preset name or inline spec (module docstring) -> absolute `Stage`s; ValueError on nonsense."""
   text = PRESETS.get(str(spec).strip(), str(spec))
   stages = []
@@ -121,6 +124,8 @@ def parse(spec: str, num_steps: int, full: int) -> tuple[Stage, ...]:
         kw[key] = _length(val, num_steps)
       elif key == "res":
         kw[key] = _res(val, full)
+      elif key == "frames":
+        kw[key] = _res(val, full_frames)
       elif key in ("noise", "blur"):
         kw[key] = _range(val)
       elif key == "smooth":
@@ -147,17 +152,18 @@ class Schedule:
   stages: tuple[Stage, ...]
   num_steps: int
   full: int  # full resolution (pixels per side, = 4 * 2**levels)
+  full_frames: int = 1  # full clip length (video GANs; 1 = images)
   band: float = 0.1  # equilibrium: |EMA(D accuracy) - 0.5| <= band ...
   patience: int = 20  # ... for this many consecutive steps
   ema: float = 0.9  # EMA decay of D's accuracy
 
   @classmethod
-  def from_config(cls, spec: str, num_steps: int, full: int, cfg=None) -> Schedule:
-    stages = parse(spec, num_steps, full)
+  def from_config(cls, spec: str, num_steps: int, full: int, cfg=None, full_frames=1) -> Schedule:
+    stages = parse(spec, num_steps, full, int(full_frames))
     kw = {}
     if cfg is not None:
       kw = dict(band=float(cfg.band), patience=int(cfg.patience), ema=float(cfg.ema))
-    s = cls(stages=stages, num_steps=int(num_steps), full=int(full), **kw)
+    s = cls(stages, int(num_steps), int(full), int(full_frames), **kw)
     s.check()
     return s
 
@@ -172,6 +178,12 @@ class Schedule:
         raise ValueError(f"{where}: resolution {r} must be 4 * 2**k and at most {self.full}")
       if prev is not None and r < prev:
         raise ValueError(f"{where}: resolution {r} below the previous stage's {prev}")
+      f = self.frames(i)
+      if not 1 <= f <= self.full_frames or (i and f < self.frames(i - 1)):
+        raise ValueError(
+          f"{where}: {f} frames must be in [1, {self.full_frames}] and not below the previous "
+          "stage's"
+        )
       if s.until not in UNTIL:
         raise ValueError(f"{where}: until={s.until!r} is not one of {UNTIL}")
       if s.d_every < 1 or s.g_every < 1:
@@ -185,18 +197,26 @@ class Schedule:
       prev = r
     if self.stages[-1].res and self.resolution(len(self.stages) - 1) != self.full:
       raise ValueError(f"the last curriculum stage must play at the full resolution {self.full}")
+    if self.frames(len(self.stages) - 1) != self.full_frames:
+      raise ValueError(
+        f"the last curriculum stage must play full clips ({self.full_frames} frames)"
+      )
 
   # ---- host side --------------------------------------------------------------------------
   def resolution(self, stage: int) -> int:
     return int(self.stages[stage].res or self.full)
+
+  def frames(self, stage: int) -> int:
+    return int(self.stages[stage].frames or self.full_frames)
 
   def level(self, stage: int) -> int:
     """Network level of a stage: resolution = 4 * 2**level."""
     return int(round(math.log2(self.resolution(stage) / 4)))
 
   def fade(self, stage: int) -> int:
-    """Fade-in steps of ``stage`` (0 when its resolution did not grow)."""
-    if stage == 0 or self.resolution(stage) == self.resolution(stage - 1):
+    """Fade-in steps of ``stage`` (0 when neither its resolution nor its clip length grew)."""
+    size = lambda i: (self.resolution(i), self.frames(i))
+    if stage == 0 or size(stage) == size(stage - 1):
       return 0
     return int(self.stages[stage].fade)
 
@@ -234,8 +254,9 @@ class Schedule:
         n += f" (or until {s.until})"
       r = self.resolution(i)
       extra = f", fade {self.fade(i)}" if self.fade(i) else ""
+      clip = f"{self.frames(i)} frames of " if self.full_frames > 1 else ""
       rows.append(
-        f"  stage {i}: {r}x{r}{extra}, {n}, noise {s.noise[0]:g}>{s.noise[1]:g}, blur "
+        f"  stage {i}: {clip}{r}x{r}{extra}, {n}, noise {s.noise[0]:g}>{s.noise[1]:g}, blur "
         f"{s.blur[0]:g}>{s.blur[1]:g}, smooth {s.smooth:g}, D every {s.d_every}, G every "
         f"{s.g_every}"
       )
@@ -258,6 +279,7 @@ class Schedule:
       d_every=np.asarray([s.d_every for s in st], np.int32),
       g_every=np.asarray([s.g_every for s in st], np.int32),
       res=np.asarray([self.resolution(i) for i in range(len(st))], np.int32),
+      frames=np.asarray([self.frames(i) for i in range(len(st))], np.int32),
     )
 
   def at(self, step, stage, stage_start) -> dict:
@@ -277,6 +299,7 @@ class Schedule:
       do_d=(step % tb["d_every"][stage]) == 0,
       do_g=(step % tb["g_every"][stage]) == 0,
       res=tb["res"][stage],
+      frames=tb["frames"][stage],
     )
 
   def advance(self, step, stage, stage_start, acc_ema, in_band, acc):
