@@ -200,7 +200,8 @@ def test_discriminator_clip_features_and_their_random_twin(full_run):
   f = fx.features(clips, "conv2x8", pool=2)
   assert f.shape == (5, 2 * 2 * 8) and fx.feature_shape("conv2x8", pool=2) == (2, 2, 8)
   # pooled over time, then to a 2x2 grid: block means of the layer's map (an independent path)
-  maps = np.asarray(fx._apply(fx.params, fx.batch_stats, jnp.asarray(clips))["conv2x8"][0])
+  maps = fx.intermediates(fx.params, fx.batch_stats, jnp.asarray(clips))["conv2x8"][0]
+  maps = np.asarray(maps)
   want = maps.reshape(5, 2, 2, 4, 2, 4, 8).mean(axis=(1, 3, 5)).reshape(5, -1)
   np.testing.assert_allclose(f, want, rtol=1e-5, atol=1e-6)
   twin = fx.random_network()

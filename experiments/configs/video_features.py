@@ -3,11 +3,15 @@ r"""Video features: feature learners on clips (the LDRD report's Fig. 4, right h
 (GPU: TFDS UCF-101 for users who prepared it, or ``--config.data.source=video_folder:<dir>``).
 
 ``config.family`` chooses the learner: ``video_predictive`` (the predictive autoencoder,
-`livermore_brain.video`); other video families add their presets to `PRESETS` here.
+`livermore_brain.video`; presets ``tiny``, ``cpu``, ``ucf101``) or ``video_gan`` (the video GAN
+with curriculum, `livermore_brain.gan.video`; presets ``gan_tiny``, ``gan_cpu``, ``gan_ucf101`` —
+the same configs as experiments/configs/video_gan.py).
 
 Launch::
 
   python -m experiments.video_features --config=experiments/configs/video_features.py:cpu
+  python -m experiments.video_features --config=experiments/configs/video_features.py:gan_cpu \
+      [--config.curriculum=none]
   python -m experiments.video_features --config=experiments/configs/video_features.py:tiny \
       --workdir=/tmp/vf-tiny
   python -m experiments.video_features --config=experiments/configs/video_features.py:ucf101 \
@@ -21,13 +25,15 @@ Data: ``data.source`` a clip source (`livermore_brain.data.video`): ``moving_mni
 
 import ml_collections
 
-from experiments.configs import base
+from experiments.configs import base, video_gan
 
-PRESETS = ("tiny", "cpu", "ucf101")
+PRESETS = ("tiny", "cpu", "ucf101") + tuple(f"gan_{p}" for p in video_gan.PRESETS)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   preset = base.check_preset(arg or "cpu", PRESETS, "video_features.py")
+  if preset.startswith("gan_"):
+    return video_gan.get_config(preset[len("gan_") :])
   c = base.base_config("video_predictive", preset)
   c.model = ml_collections.ConfigDict(
     dict(

@@ -16,6 +16,9 @@ subclasses `FlaxFeatures` and says exactly that:
       def intermediates(self, params, batch_stats, images):   # images (B, H, W, C) in [0, 1]
         ...                                  # -> {layer: (map,)}, inference mode
 
+Clip families take ``(B, T, H, W, C)`` (``input_shape`` of length 4) and turn each sown map into
+a batch-major image map in `readout_map` (fold time into channels, or pool it).
+
 Everything else is shared: restoring a run (`load`), the random-initialization twin
 (`random_network`: the same task's fresh initial state, seed = the run's seed + 1 by default),
 `feature_shape`, pooled and flattened `features` over fixed-shape sharded batches, and the pure
@@ -63,6 +66,11 @@ class FlaxFeatures:
     preprocessing included, in inference mode. Pure: it may read only this extractor's task and
     preprocessing, never ``self.params`` (the random twin's params must fit it)."""
     raise NotImplementedError
+
+  def readout_map(self, m, pool_mode: str):
+    """A sown map as a batch-major ``(B, h, w, c)`` map (or ``(B, c)`` vector) before spatial
+    pooling; clip families reduce or fold the time axis here. Default: as is."""
+    return m
 
   @classmethod
   def extra(cls, workdir: str, config, task) -> dict:
@@ -133,8 +141,11 @@ class FlaxFeatures:
     shapes = self.__dict__.get("_shapes")
     if shapes is None:
       x = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
-      inter = jax.eval_shape(self.intermediates, self.params, self.batch_stats, x)
-      shapes = self.__dict__["_shapes"] = {k: tuple(v[0].shape[1:]) for k, v in inter.items()}
+      maps = lambda p, s, x: {
+        k: self.readout_map(v[0], "avg") for k, v in self.intermediates(p, s, x).items()
+      }
+      inter = jax.eval_shape(maps, self.params, self.batch_stats, x)
+      shapes = self.__dict__["_shapes"] = {k: tuple(v.shape[1:]) for k, v in inter.items()}
     shape = shapes[layer]
     if len(shape) == 1:
       return 1, 1, int(shape[0])
@@ -148,7 +159,7 @@ class FlaxFeatures:
     self._check_layer(layer)
 
     def fn(params, batch_stats, images):
-      f = self.intermediates(params, batch_stats, images)[layer][0]
+      f = self.readout_map(self.intermediates(params, batch_stats, images)[layer][0], pool_mode)
       f = extractor.pool_images(f, pool, pool_mode)
       return f.reshape(f.shape[0], -1)
 
@@ -173,7 +184,8 @@ class FlaxFeatures:
     if key not in cache:
       out_sh = shd.batch_sharding(self.mesh, self.rules, ndim=2)
       cache[key] = jax.jit(self._feature_fn(layer, pool, pool_mode), out_shardings=out_sh)
-    fn, img_sh = cache[key], shd.batch_sharding(self.mesh, self.rules)
+    ndim = 1 + len(self.input_shape)  # images (B, H, W, C) or clips (B, T, H, W, C)
+    fn, img_sh = cache[key], shd.batch_sharding(self.mesh, self.rules, ndim=ndim)
     yield from extractor.stream_batches(
       lambda b: fn(self.params, self.batch_stats, jax.device_put(b, img_sh)),
       images,
@@ -183,5 +195,5 @@ class FlaxFeatures:
     )
 
   def features(self, images, layer: str, pool: int | None = None, **kw) -> np.ndarray:
-    """All features ``(N, M)`` of ``images`` ``(N, H, W, C)`` in [0, 1]."""
+    """All features ``(N, M)`` of ``images`` ``(N, *input_shape)`` in [0, 1]."""
     return extractor.concat(self.stream(images, layer, pool, **kw))
