@@ -288,3 +288,28 @@ def test_one_step_is_the_same_on_1x1_and_2x4_meshes():
   assert loss_a == pytest.approx(loss_b, rel=1e-5)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_cifar10_preset_trains_on_mock_tfds(tmp_path):
+  """The report's setting as configured (TFDS cifar10 train split, 32x32x3, centre crops and
+  flips; the quality metric against the TFDS test split) runs end to end on
+  `tfds.testing.mock_data`; widths, batch, length and the curriculum (one stage: one compile;
+  the curricula have their own tests) are shrunk to test size."""
+  import tensorflow_datasets as tfds
+
+  c = gan_config.get_config("cifar10")
+  assert (c.data.source, c.eval.source) == ("tfds:cifar10:train", "tfds:cifar10:test")
+  c.tensorboard = False
+  c.curriculum = "none"
+  c.model.g_widths = c.model.d_widths = (8, 8, 8, 8)
+  c.batch_size, c.num_steps, c.eval.num_samples = 8, 2, 16
+  c.log_every = c.eval_every = c.checkpoint_every = 2
+  with tfds.testing.mock_data(num_examples=24):
+    summary = families.train(c, str(tmp_path), devices=ONE)
+  assert summary["final_step"] == 2
+  rows = metrics.read_metrics(str(tmp_path))
+  assert [r["curriculum/resolution"] for r in rows if "d/loss" in r] == [32]
+  ev = [r for r in rows if "eval/fd" in r][-1]
+  assert np.isfinite(ev["eval/fd"]) and ev["eval/fd_noise"] > ev["eval/fd_train"] >= 0
+  fx = families.load_features(str(tmp_path), devices=ONE)
+  assert fx.features(np.zeros((3, 32, 32, 3), np.float32), "conv4").shape == (3, 4 * 4 * 8)

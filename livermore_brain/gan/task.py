@@ -43,6 +43,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from livermore_brain import sharding as shd
+from livermore_brain.data import stages
 from livermore_brain.data.spec import InputSpec
 from livermore_brain.gan import losses, nets, quality
 from livermore_brain.gan.curriculum import Schedule
@@ -471,25 +472,30 @@ class Quality:
 
 
 def _first_images(task, source, n, workdir, data_lib, shuffle=False) -> np.ndarray:
-  """The first ``n`` images of ``source`` through the run's stages (crops/augmentation off)."""
+  """The first ``n`` images of ``source`` through the run's stages (flip / jitter off).
+
+  Whole-image crops (``resize``, ``center``) give one image per item, so at most ``num_items``.
+  Random crops (a few large photographs) give ``n`` crops, cycling over the items: the crops are
+  a function of ``(seed 0, example index)``, so every run, whatever its seed, is compared with the
+  same images.
+  """
   cfg = ml_collections.ConfigDict(task.config.data.to_dict())
   cfg.source = source
   cfg.shuffle = shuffle
   cfg.flip = False
   cfg.color_jitter = 0.0
-  if cfg.crop == "random":
-    cfg.crop = "center"
   bs = 100
   pipe = data_lib.make_pipeline(
     cfg,
     task.input_spec,
     global_batch=bs,
-    seed=task.seed,
+    seed=0,
     process_index=0,
     process_count=1,
     workdir=workdir,
   )
-  n = min(n, int(pipe.source.num_items))
+  if stages.resolve_crop(str(cfg.crop), pipe.source) != "random":
+    n = min(n, int(pipe.source.num_items))
   out, it = [], pipe.iterate(start_batch=0)
   try:
     while sum(x.shape[0] for x in out) < n:
