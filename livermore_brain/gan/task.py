@@ -264,18 +264,37 @@ class GanTask(Task):
     )
     return out, new["batch_stats"]
 
+  # What the one training step below reads from the family (the video GAN overrides these).
+  def step_level(self, stage: int) -> int:
+    """The network level (resolution; for clips, frames and resolution) of a stage's game."""
+    return self.schedule.level(stage)
+
+  def real_of(self, batch: dict, level: int) -> jax.Array:
+    """The batch's real examples in [-1, 1], pooled to ``level``'s size."""
+    full = self.input_shape[0]
+    return nets.down(batch["image"] * 2.0 - 1.0, full // nets.res_of(level))
+
+  def blur(self, x: jax.Array, sigma) -> jax.Array:
+    return gaussian_blur(x, sigma)
+
+  def diversity_view(self, x: jax.Array) -> jax.Array:
+    """Examples at any level as full-size images for the fixed diversity features."""
+    return upsample(x, self.input_shape[0] // x.shape[1])
+
+  def extra_metrics(self, state, p: dict) -> dict:
+    return {}
+
   def _train_step(self, level: int):
     sched, kind, base = self.schedule, self.loss, jax.random.key(self.seed)
-    full = self.input_shape[0]
 
     def train_step(state: TrainState, batch: dict):
       key = jax.random.fold_in(base, state.step)
       kz, kr, kf = jax.random.split(key, 3)
       p = sched.at(state.step, state.stage, state.stage_start)
-      real = nets.down(batch["image"] * 2.0 - 1.0, full // nets.res_of(level))
+      real = self.real_of(batch, level)
       b = real.shape[0]
       z = jax.random.normal(kz, (b, self.latent_dim))
-      noisy = lambda x, k: gaussian_blur(x, p["blur"]) + p["noise"] * jax.random.normal(k, x.shape)
+      noisy = lambda x, k: self.blur(x, p["blur"]) + p["noise"] * jax.random.normal(k, x.shape)
       xr = noisy(real, kr)
 
       # D's turn, against a fixed G
@@ -314,9 +333,9 @@ class GanTask(Task):
       stage, start, ema, in_band = sched.advance(
         state.step, state.stage, state.stage_start, state.acc_ema, state.in_band, acc
       )
-      up = lambda x: upsample(x, full // x.shape[1])
+      view = self.diversity_view
       div = quality.diversity(
-        quality.features(up(jax.lax.stop_gradient(fake))), quality.features(up(real))
+        quality.features(view(jax.lax.stop_gradient(fake))), quality.features(view(real))
       )
       new = TrainState(
         step=state.step + 1,
@@ -346,13 +365,14 @@ class GanTask(Task):
         "curriculum/noise": p["noise"],
         "curriculum/blur": p["blur"],
         "curriculum/smooth": p["smooth"],
+        **self.extra_metrics(state, p),
       }
       return new, metrics
 
     return train_step
 
   def step_fn(self, step: int, mesh: Mesh, shardings, rules):
-    level = self.schedule.level(self.stage_of(step))
+    level = self.step_level(self.stage_of(step))
     if level not in self._steps:
       bsh = {
         k: NamedSharding(mesh, shd.logical_to_spec(a, rules)) for k, a in self.batch_axes().items()

@@ -33,15 +33,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
-from livermore_brain import sharding as shd
 from livermore_brain.data.spec import InputSpec
-from livermore_brain.gan import losses, quality
+from livermore_brain.gan import losses
 from livermore_brain.gan import video_nets as vn
 from livermore_brain.gan.curriculum import Schedule
-from livermore_brain.gan.task import GanTask, TrainState, gaussian_blur
+from livermore_brain.gan.task import GanTask, gaussian_blur
 from livermore_brain.train import optim
 
 # Video curricula, sizes relative to the full clip (frames) and frame size (res).
@@ -146,113 +144,27 @@ class VideoGanTask(GanTask):
     f, r = self.geometry[level]
     return vn.down(frames01 * 2.0 - 1.0, t // f, h // r)
 
-  def _train_step(self, level: int):
-    sched, kind, base = self.schedule, self.loss, jax.random.key(self.seed)
+  def step_level(self, stage: int) -> int:
+    return self.stage_levels[stage]
+
+  def real_of(self, batch: dict, level: int) -> jax.Array:
+    return self.real_at(batch["frames"], level)
+
+  def blur(self, x: jax.Array, sigma) -> jax.Array:  # per frame, in space
+    b, t, h, w, c = x.shape
+    return gaussian_blur(x.reshape(b * t, h, w, c), sigma).reshape(x.shape)
+
+  def diversity_view(self, x: jax.Array) -> jax.Array:
+    """The middle frame of each clip, at the full frame size."""
     full = self.clip_shape[1]
+    x = x[:, x.shape[1] // 2]
+    return jnp.repeat(jnp.repeat(x, full // x.shape[1], 1), full // x.shape[2], 2)
 
-    def blur(x, sigma):  # per frame, in space
-      b, t, h, w, c = x.shape
-      return gaussian_blur(x.reshape(b * t, h, w, c), sigma).reshape(x.shape)
-
-    def train_step(state: TrainState, batch: dict):
-      key = jax.random.fold_in(base, state.step)
-      kz, kr, kf = jax.random.split(key, 3)
-      p = sched.at(state.step, state.stage, state.stage_start)
-      real = self.real_at(batch["frames"], level)
-      b = real.shape[0]
-      z = jax.random.normal(kz, (b, self.latent_dim))
-      noisy = lambda x, k: blur(x, p["blur"]) + p["noise"] * jax.random.normal(k, x.shape)
-      xr = noisy(real, kr)
-
-      # D's turn, against a fixed G
-      fake, _ = self.generate(state.g_params, state.g_stats, z, level, p["alpha"])
-      xf = noisy(jax.lax.stop_gradient(fake), kf)
-
-      def d_loss(dp):
-        out, stats = self.discriminate(
-          dp, state.d_stats, jnp.concatenate([xr, xf]), level, p["alpha"]
-        )
-        return losses.d_loss(kind, out[:b], out[b:], p["smooth"]), (out, stats)
-
-      (dl, (d_out, d_stats)), dg = jax.value_and_grad(d_loss, has_aux=True)(state.d_params)
-      upd, d_opt = self.d_tx.update(dg, state.d_opt, state.d_params)
-      keep = lambda go, new, old: jax.tree.map(lambda n, o: jnp.where(go, n, o), new, old)
-      d_params = keep(p["do_d"], optax.apply_updates(state.d_params, upd), state.d_params)
-      d_opt = keep(p["do_d"], d_opt, state.d_opt)
-      d_stats = keep(p["do_d"], d_stats, state.d_stats)
-
-      # G's turn, through the updated D (its batch-norm statistics are not updated by G's pass)
-      def g_loss(gp):
-        fake, g_stats = self.generate(gp, state.g_stats, z, level, p["alpha"])
-        out, _ = self.discriminate(
-          d_params, d_stats, jnp.concatenate([xr, noisy(fake, kf)]), level, p["alpha"]
-        )
-        return losses.g_loss(kind, out[b:]), (fake, g_stats)
-
-      (gl, (fake, g_stats)), gg = jax.value_and_grad(g_loss, has_aux=True)(state.g_params)
-      upd, g_opt = self.g_tx.update(gg, state.g_opt, state.g_params)
-      g_params = keep(p["do_g"], optax.apply_updates(state.g_params, upd), state.g_params)
-      g_opt = keep(p["do_g"], g_opt, state.g_opt)
-      g_stats = keep(p["do_g"], g_stats, state.g_stats)
-
-      acc_real, acc_fake = losses.accuracy(kind, d_out[:b], d_out[b:])
-      acc = 0.5 * (acc_real + acc_fake)
-      stage, start, ema, in_band = sched.advance(
-        state.step, state.stage, state.stage_start, state.acc_ema, state.in_band, acc
-      )
-      mid = lambda x: x[:, x.shape[1] // 2]  # the middle frame, at the full frame size
-      up = lambda x: jnp.repeat(jnp.repeat(x, full // x.shape[1], 1), full // x.shape[2], 2)
-      div = quality.diversity(
-        quality.features(up(mid(jax.lax.stop_gradient(fake)))), quality.features(up(mid(real)))
-      )
-      new = TrainState(
-        step=state.step + 1,
-        stage=stage,
-        stage_start=start,
-        acc_ema=ema,
-        in_band=in_band,
-        g_params=g_params,
-        g_stats=g_stats,
-        d_params=d_params,
-        d_stats=d_stats,
-        g_opt=g_opt,
-        d_opt=d_opt,
-      )
-      metrics = {
-        "d/loss": dl,
-        "g/loss": gl,
-        "d/acc_real": acc_real,
-        "d/acc_fake": acc_fake,
-        "d/accuracy": acc,
-        "d/grad_norm": optax.global_norm(dg),
-        "g/grad_norm": optax.global_norm(gg),
-        "quality/diversity": div,
-        "curriculum/stage": state.stage.astype(jnp.float32),
-        "curriculum/in_band": state.in_band.astype(jnp.float32),
-        "curriculum/resolution": p["res"].astype(jnp.float32),
-        "curriculum/frames": p["frames"].astype(jnp.float32),
-        "curriculum/alpha": p["alpha"],
-        "curriculum/noise": p["noise"],
-        "curriculum/blur": p["blur"],
-        "curriculum/smooth": p["smooth"],
-      }
-      return new, metrics
-
-    return train_step
-
-  def step_fn(self, step: int, mesh: Mesh, shardings, rules):
-    level = self.stage_levels[self.stage_of(step)]
-    if level not in self._steps:
-      bsh = {
-        k: NamedSharding(mesh, shd.logical_to_spec(a, rules)) for k, a in self.batch_axes().items()
-      }
-      self._steps[level] = jax.jit(
-        self._train_step(level),
-        in_shardings=(shardings, bsh),
-        out_shardings=(shardings, shd.replicated(mesh)),
-        donate_argnums=(0,),
-      )
-    return self._steps[level]
+  def extra_metrics(self, state, p: dict) -> dict:
+    return {
+      "curriculum/in_band": state.in_band.astype(jnp.float32),
+      "curriculum/frames": p["frames"].astype(jnp.float32),
+    }
 
   # ---- samples ----------------------------------------------------------------------------
   def sample(self, state, z, batch_size: int = 256) -> np.ndarray:
