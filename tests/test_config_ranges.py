@@ -12,6 +12,7 @@ import re
 import ml_collections
 import pytest
 
+from experiments.configs import base
 from livermore_brain import families
 from livermore_brain.train import config_ranges as cr
 
@@ -78,15 +79,10 @@ def test_every_numeric_field_has_a_range_and_the_defaults_pass(name, preset, con
 )
 def test_a_value_out_of_range_is_one_clear_line(field, bad, good, message):
   c = next(cfg for n, p, cfg in CONFIGS if n.endswith("rica_yfcc") and p == "tiny")
-  c = ml_collections.ConfigDict(c.to_dict())
-  node, *path, last = [c, *field.split(".")]
-  for k in path:
-    node = node[k]
-  node[last] = bad
+  c = base.override(ml_collections.ConfigDict(c.to_dict()), {field: bad})
   with pytest.raises(ValueError, match=re.escape(message)):
     families.make_task(c)  # refused before the task is built
-  node[last] = good
-  cr.check(c)
+  cr.check(base.override(c, {field: good}))
 
 
 def test_a_family_rule_comes_first_and_new_names_fall_back_to_finite():

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.configs import base
 from experiments.configs import context as context_config
 from livermore_brain import families
 from livermore_brain import sharding as shd
@@ -22,15 +23,7 @@ TABLES = (arrangements.PAIR, arrangements.TRIPLE)
 
 
 def tiny(**overrides):
-  c = context_config.get_config("tiny")
-  c.tensorboard = False
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return base.override(context_config.get_config("tiny"), {"tensorboard": False, **overrides})
 
 
 def ring_step(a, b):

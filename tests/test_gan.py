@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+from experiments.configs import base
 from experiments.configs import gan as gan_config
 from livermore_brain import families
 from livermore_brain import sharding as shd
@@ -27,15 +28,7 @@ ONE = jax.devices()[:1]
 
 
 def tiny(**overrides):
-  c = gan_config.get_config("tiny")
-  c.tensorboard = False
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return base.override(gan_config.get_config("tiny"), {"tensorboard": False, **overrides})
 
 
 # ---- the curriculum ---------------------------------------------------------------------------

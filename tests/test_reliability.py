@@ -23,7 +23,7 @@ import pytest
 from orbax.checkpoint._src.serialization import serialization as ocp_serialization
 
 from experiments import common
-from experiments.configs import rica_yfcc
+from experiments.configs import base, rica_yfcc
 from livermore_brain import families
 from livermore_brain import sharding as shd
 from livermore_brain.train import checkpoint as ckpt_lib
@@ -174,13 +174,7 @@ FAMILY_RUNS = [
 
 def _config(config_file, overrides):
   mod = importlib.import_module(f"experiments.configs.{config_file[:-3]}")
-  c = mod.get_config("tiny")
-  for key, value in overrides.items():
-    node, *path, last = [c, *key.split(".")]
-    for k in path:
-      node = node[k]
-    node[last] = value
-  return c
+  return base.override(mod.get_config("tiny"), overrides)
 
 
 def _final_state(workdir, config):

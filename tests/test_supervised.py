@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import resception
+from experiments.configs import base, resception
 from livermore_brain import distributed, families
 from livermore_brain import sharding as shd
 from livermore_brain.supervised.task import SupervisedTask
@@ -18,15 +18,7 @@ from livermore_brain.train import metrics, run_dir
 
 
 def tiny(**overrides):
-  c = resception.get_config("tiny")
-  c.tensorboard = False
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return base.override(resception.get_config("tiny"), {"tensorboard": False, **overrides})
 
 
 def state_np(workdir, config):

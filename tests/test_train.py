@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import rica_yfcc
+from experiments.configs import base, rica_yfcc
 from livermore_brain import families
 from livermore_brain.rica import run as run_dir
 from livermore_brain.train import loop, metrics
@@ -22,15 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 
 
 def tiny_config(**overrides):
-  c = rica_yfcc.get_config("tiny")
-  c.tensorboard = False
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return base.override(rica_yfcc.get_config("tiny"), {"tensorboard": False, **overrides})
 
 
 def params_np(workdir, devices=None):

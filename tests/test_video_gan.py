@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.configs import base
 from experiments.configs import video_gan as video_gan_config
 from livermore_brain import families
 from livermore_brain import sharding as shd
@@ -25,15 +26,7 @@ ONE = jax.devices()[:1]
 
 
 def tiny(**overrides):
-  c = video_gan_config.get_config("tiny")
-  c.tensorboard = False
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return base.override(video_gan_config.get_config("tiny"), {"tensorboard": False, **overrides})
 
 
 def test_block_chain_sizes_and_network_shapes():

@@ -18,6 +18,17 @@ def check_preset(preset: str, presets, config_file: str) -> str:
   return preset
 
 
+def override(c: ml_collections.ConfigDict, fields: dict) -> ml_collections.ConfigDict:
+  """Set dotted fields (``{"model.layers.layer1.lam": 0.5}``) the way ``--config.<field>=`` does
+  on the command line, for notebooks and tests; returns ``c``."""
+  for field, value in fields.items():
+    node, *path, last = [c, *field.split(".")]
+    for k in path:
+      node = node[k]
+    node[last] = value
+  return c
+
+
 def base_config(family: str, preset: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.family = family  # livermore_brain.families
