@@ -11,7 +11,9 @@ r"""How close the training step comes to this machine's limit, measured in one r
    fraction of the ceiling. It is fed the pipeline's first batch, or random data of the task's
    fields (labels in ``range(model.num_classes)``) when the data cannot be read here.
 3. The input pipeline alone (`livermore_brain.data.measure_throughput`): images/s.
-4. RICA only: the step's matmuls, patch gathers and optimizer update alone (`breakdown`).
+4. RICA only: the step's matmuls, patch gathers and optimizer update alone (`breakdown`), and
+   with ``--also_optimizers=sgd,...`` the same step with those optimizers, in the same rounds
+   against the same matmuls (what the update costs inside the step).
 
 Prints a table and, as its last line, JSON with ``images_per_sec``, ``achieved_gflops``,
 ``ceiling_gflops``, ``fraction_of_ceiling`` and ``data_images_per_sec`` (plus details). The step
@@ -48,6 +50,12 @@ _ROUNDS = flags.DEFINE_integer(
   "rounds", 3, "Measure ceiling, bandwidth, step and its parts this many times, interleaved."
 )
 _BANDWIDTH_MB = flags.DEFINE_integer("bandwidth_mb", 256, "Array size of the bandwidth stream.")
+_OPTIMIZERS = flags.DEFINE_list(
+  "also_optimizers",
+  [],
+  "RICA: also time the step with these optimizers (e.g. sgd,momentum) in "
+  "the same rounds, each against the same matmuls alone: what the update costs inside the step.",
+)
 _BREAKDOWN = flags.DEFINE_bool(
   "breakdown", True, "RICA: also time the step's matmuls, patch gathers and optimizer update alone."
 )
@@ -289,7 +297,9 @@ def breakdown_timers(config, task=None, repeats: int = 10):
       put(rand((lp, s.features, g.dim)), (loc, k, None)),
       put(rand((lp, b, s.features)), (loc, "batch", k)),
     ))  # fmt: skip
-    maps.append(rand((g.in_h, g.in_w, b, g.in_c)))
+    # layer 1 reads the batch-major images (the step's `brain.images_to_map` transpose then
+    # cancels against the gather's batch-major view), the others a spatial-major map
+    maps.append(rand((b, g.in_h, g.in_w, g.in_c) if not maps else (g.in_h, g.in_w, b, g.in_c)))
 
   def matmuls(mats):
     out = []
@@ -315,7 +325,10 @@ def breakdown_timers(config, task=None, repeats: int = 10):
   timers = dict(
     matmul_seconds=_timer(mm, mats, repeats=repeats),
     patches_seconds=_timer(
-      jax.jit(lambda ms: [geo.extract_patches(m, g) for m, g in zip(ms, spec.geometries)]), maps,
+      jax.jit(lambda ms: [
+        geo.extract_patches(brain.images_to_map(m) if i == 0 else m, g)
+        for i, (m, g) in enumerate(zip(ms, spec.geometries))
+      ]), maps,
       repeats=repeats,
     ),
     update_seconds=_timer(jax.jit(update), params, opt, params, repeats=repeats),
@@ -409,6 +422,10 @@ def main(argv):
   if _BREAKDOWN.value and rica:
     part_timers, parts_info, mm_costs = breakdown_timers(config, task)
     timers.update(part_timers)
+    for name in _OPTIMIZERS.value:  # the same step with another update, same rounds
+      other = config.copy_and_resolve_references()
+      other.optimizer.name = name
+      timers[f"step_{name}"] = step_timer(other, _STEPS.value, _WARMUP.value, real)[1]
 
   def predict(row):
     dev = cpu_device(row["ceiling"]["gflops"], row["bandwidth"]["gbps"], info["devices"])
@@ -427,6 +444,9 @@ def main(argv):
       out["predicted_matmul_seconds"] = roofline.predict(mm_costs, dev)["seconds"]
       out["beyond_matmuls"] = row["step"]["step_seconds"] / row["matmul_seconds"] - 1
       out["beyond_matmuls_cpu"] = row["step"]["step_cpu_seconds"] / row["matmul_cpu_seconds"] - 1
+      for name in _OPTIMIZERS.value:
+        cpu = row[f"step_{name}"]["step_cpu_seconds"]
+        out[f"beyond_matmuls_cpu_{name}"] = cpu / row["matmul_cpu_seconds"] - 1
     return out
 
   rounds = measure_rounds(timers, _ROUNDS.value, predict)
@@ -472,6 +492,14 @@ def main(argv):
       beyond_matmuls_cpu=med(lambda r: r["beyond_matmuls_cpu"]),
     )  # fmt: skip
     parts["matmul_gflops"] = parts["matmul_flops"] / parts["matmul_seconds"] / 1e9
+    parts["optimizers"] = {
+      name: dict(
+        step_seconds=spread(lambda r, n=name: r[f"step_{n}"]["step_seconds"]),
+        step_cpu_seconds=spread(lambda r, n=name: r[f"step_{n}"]["step_cpu_seconds"]),
+        beyond_matmuls_cpu=spread(lambda r, n=name: r[f"beyond_matmuls_cpu_{n}"]),
+      )
+      for name in _OPTIMIZERS.value
+    }
   frac = step["achieved_gflops"] / ceiling["gflops"]
   out = dict(
     preset=config.get("preset", "?"),
@@ -593,6 +621,11 @@ def format_report(out: dict, config) -> str:
       f"{_range(sp['patches_cpu_seconds'], 1e3, ',.2f')}, update "
       f"{_range(sp['update_cpu_seconds'], 1e3, ',.2f')})",
     ]
+    for name, o in parts.get("optimizers", {}).items():
+      rows.append(
+        f"  {'  same step with ' + name:<34}{_range(o['step_cpu_seconds'], 1e3, ',.2f'):>26} CPU-ms"
+        f"  = {_range(o['beyond_matmuls_cpu'], 100, '.0f')} % beyond the matmuls' CPU time"
+      )
   elif _BREAKDOWN.value:
     rows.append(f"  matmul breakdown: skipped (RICA only; this config's family is {out['family']})")
   return "\n".join(rows)

@@ -160,7 +160,15 @@ def constrainer(mesh: Mesh, rules=DEFAULT_RULES):
   def constrain(x, axes):
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_spec(axes, rules)))
 
+  constrain.axis_devices = lambda logical: axis_devices(mesh, logical, rules)
   return constrain
+
+
+def axis_devices(mesh: Mesh, logical: str, rules=DEFAULT_RULES) -> int:
+  """How many devices split a dimension named ``logical`` (1: every device holds all of it)."""
+  (spec,) = logical_to_spec((logical,), rules)
+  names = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+  return int(np.prod([mesh.shape[n] for n in names]))
 
 
 def batch_sharding(mesh: Mesh, rules=DEFAULT_RULES, ndim: int = 4) -> NamedSharding:

@@ -65,14 +65,21 @@ def test_benchmark_breakdown_runs_on_the_step_mesh():
     [sys.executable, "-m", "experiments.benchmark",
      "--config=experiments/configs/rica_yfcc.py:tiny", "--config.mesh=data:1,model:2",
      "--steps=10", "--warmup=1", "--matmul_size=256", "--matmul_repeats=3", "--skip_data",
-     "--rounds=1", "--bandwidth_mb=32"],
+     "--rounds=1", "--bandwidth_mb=32", "--also_optimizers=sgd"],
     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
   )  # fmt: skip
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["step"]["mesh"] == {"data": 1, "model": 2}
-  assert result["breakdown"]["matmul_devices"] == 2 and result["breakdown"]["matmul_gflops"] > 0
+  b = result["breakdown"]
+  assert b["matmul_devices"] == 2 and b["matmul_gflops"] > 0
   assert result["data_images_per_sec"] is None and "on 2 device(s)" in out.stdout
+  # The same step with SGD, timed in the same round against the same matmuls alone.
+  sgd, (row,) = b["optimizers"]["sgd"], result["rounds"]
+  assert sgd["step_cpu_seconds"]["median"] > 0 and "same step with sgd" in out.stdout
+  assert sgd["beyond_matmuls_cpu"]["median"] == pytest.approx(
+    sgd["step_cpu_seconds"]["median"] / row["matmul_cpu_seconds"] - 1
+  )
 
 
 def test_benchmark_rejects_too_few_steps():

@@ -245,3 +245,15 @@ def test_sample_locations_spread_over_both_grid_directions():
   assert geo.sample_locations(geo.LocalGeometry(4, 4, 1, 4, 4, 1), 16).tolist() == [0]  # dense
   few = geo.sample_locations(geo.LocalGeometry(8, 8, 1, 4, 4, 2), 100)  # 3x3 grid, asked for 100
   assert few.tolist() == list(range(9))
+
+
+@pytest.mark.parametrize("h,w,c,fh,fw,s,multiple", CASES)
+def test_extract_without_bands_matches_loops(h, w, c, fh, fw, s, multiple):
+  """The gather straight from the map (what a mesh splitting the locations uses) gives the same
+  patches as the column-band path and the loops, bit for bit."""
+  g = _geometry(h, w, c, fh, fw, s, multiple)
+  x = np.random.default_rng(1).standard_normal((h, w, 3, c)).astype(np.float32)
+  direct = jax.jit(lambda x: geo.extract_patches(x, g, bands=False))(jnp.asarray(x))
+  want = np_extract(x.astype(np.float64), fh, fw, s, g.padded_locations).astype(np.float32)
+  np.testing.assert_array_equal(np.asarray(direct), want)
+  np.testing.assert_array_equal(np.asarray(extract(jnp.asarray(x), g)), want)

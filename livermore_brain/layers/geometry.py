@@ -115,35 +115,60 @@ def field_starts(g: LocalGeometry) -> np.ndarray:
   return starts.astype(np.int32)
 
 
-def extract_patches(x: jax.Array, g: LocalGeometry) -> jax.Array:
+def band_starts(g: LocalGeometry) -> np.ndarray:
+  """``(L_pad, 2)`` int32: each field's column band ``j`` and top row ``y`` in `extract_patches`'
+  ``(Lw + 1, B, H, field_w * C)`` bands. Padded locations read band ``Lw``, which is zero."""
+  lh, lw = g.grid
+  ly, lx = np.meshgrid(np.arange(lh) * g.stride, np.arange(lw), indexing="ij")
+  starts = np.stack([lx.reshape(-1), ly.reshape(-1)], axis=-1)
+  pad = g.padded_locations - g.num_locations
+  if pad:
+    starts = np.concatenate([starts, np.tile([[lw, 0]], (pad, 1))])
+  return starts.astype(np.int32)
+
+
+def extract_patches(x: jax.Array, g: LocalGeometry, bands: bool = True) -> jax.Array:
   """Spatial-major map ``(H, W, B, C)`` -> location-major patches ``(L_pad, B, D)``.
 
-  One gather with constant start indices: the map is viewed batch-major as ``(B, H, W * C)`` and
-  every location takes one ``(B, field_h, field_w * C)`` window, which is already its patches in
-  ``(B, (dy, dx, c))`` order, so the gather writes ``(L, B, D)`` directly (runs of
-  ``field_w * C`` contiguous values, no transpose after it). The gather's index axis is the
-  location axis: with patches constrained to ``locations -> model`` and the map replicated over
-  ``model``, XLA's SPMD partitioner gathers each device's locations locally — no collective and
-  no full-size temporary (strided slices + stack made it exchange halos and materialize every
-  patch on every device). Its transpose (`fold_patches`) is a scatter-add.
+  Two steps, both plain copies. First the map is viewed batch-major as ``(B, H, W * C)`` and cut
+  into ``Lw`` overlapping column *bands* ``(B, H, field_w * C)``, one per column of locations
+  (static slices, plus a zero band that padded locations read). Then one gather with constant
+  start indices takes a ``(B, field_h, field_w * C)`` window per location from its band: in a
+  band a field's rows are contiguous, so each window is one run of ``field_h * field_w * C``
+  values already in ``(B, (dy, dx, c))`` order, and the gather writes ``(L, B, D)`` directly.
+  Gathering the windows from the map itself (runs of only ``field_w * C``) took 1.1-1.3x as long
+  for the ``cpu`` preset's layer 1 and 1.7-1.8x for its layer 2 on XLA:CPU (docs/scale.md "A lean
+  RICA step"); the patches are the same values either way.
+  The gather's index axis is the location axis: with patches constrained to ``locations ->
+  model`` and the map replicated over ``model``, XLA's SPMD partitioner gathers each device's
+  locations locally — no collective and no full-size temporary (strided slices + stack made it
+  exchange halos and materialize every patch on every device). Its transpose (`fold_patches`)
+  is a scatter-add. But every device builds every band: when the locations are split over
+  devices, ``bands=False`` gathers the windows from the ``(B, H, W * C)`` view directly (same
+  values; `models.brain` chooses).
   """
   h, w, b, c = x.shape
   if (h, w, c) != (g.in_h, g.in_w, g.in_c):
     raise ValueError(
       f"{g.name}: expected input (H, W, C)=({g.in_h}, {g.in_w}, {g.in_c}), got {(h, w, c)}"
     )
-  starts = field_starts(g)
+  lw, fw, pad = g.grid[1], g.field_w * c, g.padded_locations > g.num_locations
   rows = jnp.transpose(x, (2, 0, 1, 3)).reshape(b, h, w * c)  # batch-major images come back
-  if g.padded_locations > g.num_locations:
-    rows = jnp.concatenate([rows, jnp.zeros((b, g.field_h, w * c), x.dtype)], axis=1)
+  if bands:  # (Lw [+ 1], B, H, field_w * C), windows at (band, row)
+    src = [rows[:, :, j * g.stride * c : j * g.stride * c + fw] for j in range(lw)]
+    src = jnp.stack(src + ([jnp.zeros((b, h, fw), x.dtype)] if pad else []))
+    starts, collapsed, index_map, sizes = band_starts(g), (0,), (0, 2), (1, b, g.field_h, fw)
+  else:  # (B, H [+ field_h], W * C), windows at (row, column element)
+    src = jnp.concatenate([rows, jnp.zeros((b, g.field_h, w * c), x.dtype)], 1) if pad else rows
+    starts, collapsed, index_map, sizes = field_starts(g), (), (1, 2), (b, g.field_h, fw)
   dims = jax.lax.GatherDimensionNumbers(
-    offset_dims=(1, 2, 3), collapsed_slice_dims=(), start_index_map=(1, 2)
+    offset_dims=(1, 2, 3), collapsed_slice_dims=collapsed, start_index_map=index_map
   )
   p = jax.lax.gather(
-    rows,
+    src,
     jnp.asarray(starts),
     dims,
-    slice_sizes=(b, g.field_h, g.field_w * c),
+    slice_sizes=sizes,
     mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
   )  # (L_pad, B, field_h, field_w * C)
   return p.reshape(starts.shape[0], b, g.dim)

@@ -180,7 +180,7 @@ def layer_encode(params: dict, x_map: jax.Array, spec: NetworkSpec, i: int, cons
   """Layer ``i``'s features ``z = alpha W x`` on its grid ``(Lh, Lw, B, K)``, before LCN (with a
   pooling stage, ``pool_group > 1``: the L2-pooled units, ``K / pool_group`` of them)."""
   g, s = spec.geometries[i], spec.layers[i]
-  patches = geo.extract_patches(x_map, g)
+  patches = geo.extract_patches(x_map, g, bands=_bands(constrain))
   if constrain is not None:
     patches = constrain(patches, ("locations" if not g.is_dense else "dense", "batch", None))
   z = rica.encode(params, patches)
@@ -213,10 +213,18 @@ def forward(
   return maps
 
 
+def _bands(constrain) -> bool:
+  """Cut patches from column bands (`geometry.extract_patches`) when every device holds all
+  locations (no mesh, or ``locations`` not split): split over ``model``, each device would build
+  the bands of every location from its replicated map (the paper plan: 3x the "other" bytes)."""
+  f = getattr(constrain, "axis_devices", None)
+  return constrain is None or (f is not None and f("locations") == 1)
+
+
 def layer_cost(params: dict, x_map: jax.Array, spec: NetworkSpec, i: int, constrain=None):
   """RICA cost of layer ``i`` on its input map; returns ``(loss, terms)``."""
   g, s = spec.geometries[i], spec.layers[i]
-  patches = geo.extract_patches(x_map, g)
+  patches = geo.extract_patches(x_map, g, bands=_bands(constrain))
   if constrain is not None:
     patches = constrain(patches, ("locations" if not g.is_dense else "dense", "batch", None))
   image = x_map[: g.coverage[0], : g.coverage[1]] if s.mode == "image" else None
