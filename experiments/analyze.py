@@ -242,8 +242,9 @@ def analyze(workdir: str, config, log=print) -> dict:
       summary["filter_stats"] = fs
       with open(out("filter_stats.json"), "w") as f:
         json.dump(fs, f, indent=2)
+      held = "whitened patches" if bf.whitening is not None else "patches (not whitened)"
       log(
-        f"  layer-1 response kurtosis on held-out whitened patches: median "
+        f"  layer-1 response kurtosis on held-out {held}: median "
         f"{fs['trained_median']:.2f} trained vs {fs['random_median']:.2f} random unit-norm "
         f"filters; {100 * fs['trained_above_random_p95']:.0f}% of trained filters above the "
         "random filters' 95th percentile"

@@ -39,7 +39,7 @@ from experiments.configs import rica_yfcc
 from livermore_brain import cpu_tuning, sharding as shd
 from livermore_brain.rica import step as step_lib
 from livermore_brain.rica.task import RicaTask
-config = rica_yfcc.get_config("cpu")  # its step needs a 79 MB temporary buffer
+config = rica_yfcc.get_config("cpu")  # its step needs a 71 MB temporary buffer
 task = RicaTask(config)
 mesh, rules = shd.make_mesh(config.mesh), shd.rules_from_config(config.get("rules"))
 shardings = task.state_shardings(mesh, rules)

@@ -97,7 +97,7 @@ def test_param_counts_are_kd_plus_d_plus_1_per_real_location(name):
   "name,grids,outputs",
   [
     ("tiny", [(6, 6), (4, 4), (1, 1)], [(6, 6, 8), (4, 4, 8), (1, 1, 16)]),
-    ("cpu", [(14, 14), (6, 6), (1, 1)], [(14, 14, 48), (6, 6, 48), (1, 1, 256)]),
+    ("cpu", [(14, 14), (6, 6), (1, 1)], [(14, 14, 16), (6, 6, 48), (1, 1, 256)]),
   ],
 )
 def test_small_presets_build(name, grids, outputs):

@@ -80,7 +80,10 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
     c.image_size, c.channels = 64, 3
     c.layers = ml_collections.ConfigDict(
       dict(
-        layer1=_layer(48, field=12, stride=4, lcn_size=5),  # 14x14 grid
+        # 16 features, not 48: fewer learned features transfer better than as many random ones;
+        # lam 0.5: sparser, more Gabor-like filters (docs/analysis.md, "The default since issue
+        # #12's third session").
+        layer1=_layer(16, field=12, stride=4, lcn_size=5, lam=0.5),  # 14x14 grid
         layer2=_layer(48, field=4, stride=2, lcn_size=3),  # 6x6 grid
         layer3=_layer(256, lam=0.01),  # dense over 6x6x48
       )
