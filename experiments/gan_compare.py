@@ -15,7 +15,8 @@ is resumed, a finished one reused) and reads its metrics:
 * **collapsed**: the final sample diversity in the fixed feature space (`gan.quality`) below
   ``collapse`` (1 = the data's spread);
 * **FD**: the Frechet distance of fixed-latent samples to held-out images in that feature space
-  at the end, beside training-vs-held-out (the floor) and noise-vs-held-out.
+  at the end, beside training-vs-held-out (the floor) and noise-vs-held-out; FD and diversity
+  at every evaluation as mean ± sd over the seeds.
 
 Writes ``compare.md`` (per-run rows and per-arm mean ± sd), ``compare.json`` and ``compare.png``
 (D accuracy against steps, the band; FD and diversity at the evaluations) into ``--out``.
@@ -132,6 +133,25 @@ def to_markdown(results: dict, cfg) -> str:
       f"{sum(r['collapsed'] for r in rs)}/{len(rs)} | {_ms([r['fd'] for r in rs])} | "
       f"{_ms([r['diversity'] for r in rs])} |"
     )
+  steps = sorted(
+    {s for runs in results.values() for r in runs.values() for s in r["curve"]["eval_steps"]}
+  )
+  if steps:  # how FD and diversity move: mean ± sd over the seeds at every evaluation
+    lines += [
+      "",
+      "| arm | " + " | ".join(f"FD at {s}" for s in steps) + " | "
+      + " | ".join(f"diversity at {s}" for s in steps) + " |",
+      "|---|" + "---|" * (2 * len(steps)),
+    ]  # fmt: skip
+    for arm, runs in results.items():
+      at = {k: {s: [] for s in steps} for k in ("fd", "diversity")}
+      for r in runs.values():
+        c = r["curve"]
+        for k in at:
+          for s, v in zip(c["eval_steps"], c[k]):
+            at[k][s].append(v)
+      cells = [_ms(at[k][s]) for k in ("fd", "diversity") for s in steps]
+      lines.append(f"| {arm} | " + " | ".join(cells) + " |")
   any_run = next(iter(next(iter(results.values())).values()))
   lines.append(
     f"\nReferences in the same feature space: training vs held-out images FD "

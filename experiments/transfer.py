@@ -30,14 +30,20 @@ there is one, else ``runs/transfer``) and prints the table. ``transfer.json``::
 
     {"dataset": str, "available_labels": int, "n_test": int, "mode": str,
      "label_counts": {requested: used}, "probe_seeds": [int], "out_dir": str,
-     "runs": [{"workdir", "system", "family", "arch", "step", "input_shape", "layers",
-               "pools": {layer: grid | null}, "random_seed"}],
+     "runs": [{"workdir", "system", "train_seed", "seed_group" (str | null), "family", "arch",
+               "step", "input_shape", "layers", "pools": {layer: grid | null}, "random_seed"}],
      "rows": {label: {"kind": "raw_pixels" | "trained" | "random_init" | "reference",
                       "method": "probe" | "finetune" | "published", "system", "workdir",
                       "layer", "dim",
                       "cells": {requested: {"error" (mean), "sd", "errors" (per seed),
                                             "seeds", "n_train", "n_test", ...}}}},
-     "differences": [{"a", "b", "labels", "mean", "sd", "seeds", "exceeds_noise"}]}
+     "differences": [{"a", "b", "labels", "mean", "sd", "seeds", "exceeds_noise"}],
+     "over_seeds": {label: {"kind", "method", "group", "layer", "systems",
+                            "cells": {requested: {"error", "sd", "errors" (per run), "n_train"}}}}}
+
+Runs whose configs differ only in ``seed`` (e.g. ``gan_compare``'s ``<arm>-s0``, ``<arm>-s1``)
+form a group (`transfer_report.seed_groups`); ``over_seeds`` and the markdown's "Over training
+seeds" table give each group's rows as mean ± sd over its runs of their per-run mean errors.
 
 `transfer` is importable (notebooks call it: ``transfer(workdir_or_list, config)``) and defines
 no flags; they exist only when run as a program.
@@ -63,7 +69,12 @@ from livermore_brain import families
 from livermore_brain.data import labeled
 from livermore_brain.eval import finetune as finetune_lib
 from livermore_brain.eval import linear_probe
-from livermore_brain.eval.transfer_report import differences, to_markdown  # noqa: F401
+from livermore_brain.eval.transfer_report import (  # noqa: F401
+  differences,
+  over_training_seeds,
+  seed_groups,
+  to_markdown,
+)
 from livermore_brain.train import run_dir
 
 MODES = ("probe", "finetune", "both")
@@ -192,8 +203,9 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
     )
   if mode != "probe" and any("+" in src for _, src in specs):
     raise ValueError("fine-tuning takes single layers; drop the 'a+b' sources or use mode=probe")
-  for wd in workdirs:  # every one a run, before anything heavy loads
-    families.family_of(run_dir.load_config(wd))
+  configs = [run_dir.load_config(wd) for wd in workdirs]
+  for c in configs:  # every one a run, before anything heavy loads
+    families.family_of(c)
 
   # Systems: the extractors, their layers (validated before any compute) and pooling.
   fxs = []
@@ -302,13 +314,14 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
     cells=probe("raw pixels", flat(raw_train.images), flat(raw_test.images)),
   )
   runs = []
-  for fx, wd, name, srcs, pool in zip(fxs, workdirs, names, layers, pools):
+  for fx, wd, name, srcs, pool, rc in zip(fxs, workdirs, names, layers, pools, configs):
     rnd = fx.random_network(rseed)
     images = at_input(fx.input_shape)
     runs.append(
       dict(
         workdir=wd,
         system=name,
+        train_seed=int(rc.get("seed", -1)),
         family=fx.family,
         arch=getattr(fx, "arch", None),
         step=int(getattr(fx, "step", -1)),
@@ -372,6 +385,8 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
         )
         refs[label]["cells"] = cells
   rows.update(refs)
+  for r, group in zip(runs, seed_groups(runs, [c.to_dict() for c in configs])):
+    r["seed_group"] = group
 
   diffs = differences(rows, list(used))
   out_dir = os.path.abspath(
@@ -388,6 +403,7 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
     "runs": runs,
     "rows": rows,
     "differences": diffs,
+    "over_seeds": over_training_seeds(rows, runs),
   }
   md = to_markdown(out, config)
   os.makedirs(out_dir, exist_ok=True)

@@ -306,3 +306,37 @@ def test_cifar10_preset_trains_on_mock_tfds(tmp_path):
   assert np.isfinite(ev["eval/fd"]) and ev["eval/fd_noise"] > ev["eval/fd_train"] >= 0
   fx = families.load_features(str(tmp_path), devices=ONE)
   assert fx.features(np.zeros((3, 32, 32, 3), np.float32), "conv4").shape == (3, 4 * 4 * 8)
+
+
+def test_compare_reads_equilibrium_wins_and_fd_over_seeds(tmp_path):
+  """`experiments.gan_compare`'s reading of logged metrics, on hand-written logs of two seeds."""
+  import json
+
+  from experiments import gan_compare
+
+  logs = {  # D accuracy at steps 10..40, then (FD, diversity) at the evaluations 20 and 40
+    "0": ([1.0, 0.9, 0.6, 0.55], [(6.0, 0.5), (4.0, 0.9)]),
+    "1": ([0.7, 0.6, 0.97, 0.99], [(8.0, 0.3), (5.0, 0.1)]),
+  }
+  results = {"progressive": {}}
+  for seed, (acc, ev) in logs.items():
+    wd = tmp_path / f"progressive-s{seed}"
+    wd.mkdir()
+    rows = [{"step": 10 * (i + 1), "d/accuracy": a} for i, a in enumerate(acc)]
+    rows += [
+      {"step": s, "eval/fd": f, "eval/diversity": d, "eval/fd_train": 1.0, "eval/fd_noise": 9.0}
+      for s, (f, d) in zip((20, 40), ev)
+    ]
+    (wd / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    results["progressive"][seed] = gan_compare.analyze_run(str(wd), 40, 0.15, 0.95, 0.3)
+  a, b = results["progressive"]["0"], results["progressive"]["1"]
+  # seed 0: in 0.5 ± 0.15 from step 30 to the end, <= 0.9 from 20; the last fifth (step 40) 0.55
+  assert (a["steps_to_equilibrium"], a["steps_to_alive"]) == (30, 20)
+  assert a["final_d_accuracy"] == pytest.approx(0.55) and not a["d_wins"] and not a["collapsed"]
+  # seed 1: leaves the band at the end, D wins outright (0.99 >= 0.95), diversity 0.1 < 0.3
+  assert b["steps_to_equilibrium"] is None and b["steps_to_alive"] is None
+  assert b["d_wins"] and b["collapsed"] and (b["fd"], b["diversity"]) == (5.0, 0.1)
+  md = gan_compare.to_markdown(results, dict(band=0.15, d_wins=0.95, collapse=0.3, num_steps=40))
+  assert "| progressive | 1/2 | 30 | 1/2 | 20 | 1/2 | 1/2 | 4.5 ± 0.71 | 0.5 ± 0.57 |" in md
+  # FD at 20: 7 ± 1.4, at 40: 4.5 ± 0.71; diversity 0.4 ± 0.14, 0.5 ± 0.57
+  assert "| progressive | 7 ± 1.4 | 4.5 ± 0.71 | 0.4 ± 0.14 | 0.5 ± 0.57 |" in md

@@ -97,6 +97,9 @@ def test_one_table_over_two_runs(planted, rica_tiny, tmp_path):
   assert row.count(" ± ") == 2 and "(n=300)" in row
   assert "| report: GAN w/ curriculum (CIFAR-10 → MNIST) | — | 5.43% |" in md
   assert "paired seeds" in md
+  # Two different configurations: no group of training seeds, no such section.
+  assert [r["seed_group"] for r in out["runs"]] == [None, None] and out["over_seeds"] == {}
+  assert "Over training seeds" not in md
 
 
 def test_label_subsets_differ_by_seed_and_nest_in_n():
@@ -202,3 +205,56 @@ def test_cli_takes_several_run_directories(planted, tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and f"{bad} is not a run directory" in err[0], r.stderr
+
+
+def test_runs_differing_only_in_seed_are_averaged_over_seeds():
+  from livermore_brain.eval import transfer_report as tr
+
+  def run(system, seed, step=100):
+    return dict(
+      system=system, workdir=f"/r/{system}", train_seed=seed, step=step, input_shape=[8, 8, 1],
+      pools={"conv8": 2}, random_network=f"random (seed {seed + 1})",
+    )  # fmt: skip
+
+  base = {"family": "gan", "curriculum": "none", "model": {"loss": "nonsaturating"}}
+  runs = [run("none-s0 (gan)", 0), run("none-s1 (gan)", 1), run("prog-s0 (gan)", 0)]
+  runs.append(run("none-s2 (gan)", 2, step=50))  # another checkpoint step: its own
+  configs = [{**base, "seed": 0}, {**base, "seed": 1}, {**base, "curriculum": "progressive"}]
+  configs.append({**base, "seed": 2})
+  groups = tr.seed_groups(runs, configs)
+  assert groups == ["none (gan; seeds 0, 1)"] * 2 + [None, None]
+  nested = [{**base, "seed": 0}, {**base, "seed": 1, "model": {"loss": "hinge"}}]
+  assert tr.seed_groups(runs[:2], nested) == [None, None]  # a nested field differs
+  for r, g in zip(runs, groups):
+    r["seed_group"] = g
+
+  def row(system, kind, errors):
+    return dict(
+      kind=kind, method="probe", system=system, workdir=None, layer="conv8", dim=4,
+      cells={"1000": lp.cell(errors, [0, 1, 2], n_train=1000, n_test=100)},
+    )  # fmt: skip
+
+  rows = {"raw pixels": {**row(None, "raw_pixels", [0.3] * 3), "layer": None}}
+  per_run = {"none-s0": (0.09, 0.10, 0.11), "none-s1": (0.13, 0.14, 0.15), "prog-s0": (0.5,) * 3}
+  for name, errs in per_run.items():
+    s = f"{name} (gan)"
+    rows[f"{s}: conv8 (trained)"] = row(s, "trained", errs)
+    rows[f"{s}: conv8 (random init)"] = row(s, "random_init", [e + 0.1 for e in errs])
+  over = tr.over_training_seeds(rows, runs)
+  assert list(over) == [
+    "none (gan; seeds 0, 1): conv8 (trained)",
+    "none (gan; seeds 0, 1): conv8 (random init)",
+  ]
+  cell = over["none (gan; seeds 0, 1): conv8 (trained)"]["cells"]["1000"]
+  assert cell["errors"] == pytest.approx([0.10, 0.14])  # each run's mean over label subsets
+  assert cell["error"] == pytest.approx(0.12) and cell["sd"] == pytest.approx(0.04 / np.sqrt(2))
+  assert over["none (gan; seeds 0, 1): conv8 (random init)"]["cells"]["1000"]["error"] == (
+    pytest.approx(0.22)
+  )
+  out = dict(
+    probe_seeds=[0, 1, 2], available_labels=4000, label_counts={"1000": 1000}, mode="probe",
+    dataset="mnist", n_test=100, runs=runs, rows=rows, differences=[], over_seeds=over,
+  )  # fmt: skip
+  md = tr.to_markdown(out, transfer_config.get_config("fast"))
+  assert "## Over training seeds" in md
+  assert "| none (gan; seeds 0, 1): conv8 (trained) | 12.00 ± 2.83% |" in md

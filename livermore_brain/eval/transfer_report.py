@@ -6,7 +6,9 @@ schema); numpy only, no JAX, no family.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import numpy as np
 
@@ -52,6 +54,65 @@ def differences(rows: dict, cols: list[str]) -> list[dict]:
       d = paired_difference(ca, cb)
       if d is not None:
         out.append({"a": a, "b": b, "labels": c, **d})
+  return out
+
+
+# A run directory's trailing training-seed tag: "none-s0", "rica_seed1", "run.s2".
+SEED_TAG = re.compile(r"[-_.]?s(?:eed)?\d+$")
+
+
+def seed_groups(runs: list[dict], configs: list[dict]) -> list[str | None]:
+  """Per run, the name of its group of runs that differ only in the training seed (configs equal
+  but for ``seed``, the same checkpoint step), None for a run without such a sibling.
+
+  A group is named after its first run's system with a trailing seed tag dropped (``none-s0
+  (gan)`` -> ``none (gan; seeds 0, 1)``); ``runs`` are `experiments.transfer`'s run entries
+  (``system``, ``step``, ``train_seed``)."""
+  keys = [
+    json.dumps(
+      [{k: v for k, v in c.items() if k != "seed"}, r["step"]], sort_keys=True, default=str
+    )
+    for r, c in zip(runs, configs)
+  ]
+  names: dict[str, str] = {}
+  for r, k in zip(runs, keys):
+    members = [m for m, mk in zip(runs, keys) if mk == k]
+    if len(members) < 2 or k in names:
+      continue
+    base, tag = r["system"].rsplit(" (", 1) if " (" in r["system"] else (r["system"], ")")
+    seeds = ", ".join(str(m["train_seed"]) for m in members)
+    names[k] = f"{SEED_TAG.sub('', base) or base} ({tag[:-1]}; seeds {seeds})"
+  return [names.get(k) for k in keys]
+
+
+def over_training_seeds(rows: dict, runs: list[dict]) -> dict:
+  """The rows of runs that differ only in their training seed (``run["seed_group"]``), averaged
+  over those runs: per group, layer, kind and method, each cell's per-run mean error (over the
+  label subsets) -> mean ± sd (ddof=1) over the runs.
+
+  The sd here is the training-seed spread (the label-subset noise sits inside each run's mean);
+  random-init rows average the runs' twins, whose seeds differ as the runs' do."""
+  group_of = {r["system"]: r.get("seed_group") for r in runs}
+  out: dict[str, dict] = {}
+  for label, row in rows.items():
+    group = group_of.get(row.get("system"))
+    if group is None:
+      continue
+    key = f"{group}: {row['layer']} ({label.rsplit(' (', 1)[1]}"
+    entry = out.setdefault(
+      key,
+      dict(kind=row["kind"], method=row["method"], group=group, layer=row["layer"], systems=[]),
+    )
+    entry["systems"].append(row["system"])
+    for col, c in row["cells"].items():
+      entry.setdefault("per_run", {}).setdefault(col, []).append(c)
+  for entry in out.values():
+    per_run = entry.pop("per_run", {})
+    entry["cells"] = {}
+    for col, cs in per_run.items():
+      errs = [c["error"] for c in cs]
+      mean, sd = linear_probe.summarize(errs)
+      entry["cells"][col] = dict(error=mean, sd=sd, errors=errs, n_train=cs[0]["n_train"])
   return out
 
 
@@ -128,4 +189,15 @@ def to_markdown(out: dict, config) -> str:
     ]
     lines += [_describe_difference(d) for d in out["differences"]]
     lines.append("")
+  if out.get("over_seeds"):
+    lines += [
+      "## Over training seeds",
+      "",
+      "Runs that differ only in their training seed: each run's mean over the label subsets, "
+      "then mean ± sd (ddof=1) over the runs (the training-seed spread).",
+      "",
+      linear_probe.to_markdown(
+        {label: row["cells"] for label, row in out["over_seeds"].items()}, title="features"
+      ),
+    ]
   return "\n".join(lines)
