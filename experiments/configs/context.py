@@ -40,6 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       downsample_prob=0.5,  # per patch: downsampled to a factor in [downsample_min, 1], back up
       downsample_min=0.15,
       aperture=32,  # triple: two of three patches seen through a window of side >= P - aperture
+      # triple: "joint" (one softmax over the 80 classes) or "factored" (a 20-way arrangement
+      # head and a 4-way rotation head, losses summed; the class is the pair of their argmaxes)
+      head="factored",
     )
   )
   c.model = ml_collections.ConfigDict(convnets.PRESETS["imagenet" if preset == "yfcc" else preset])
@@ -79,10 +82,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.random_crop_min_scale = 0.3
     c.eval.update(source="builtin:test", batch_size=64, batches=4, draws=4)
     c.batch_size = 64
-    c.num_steps = 400
+    c.num_steps = 1000
     c.log_every = 50
-    c.eval_every = 200
-    c.checkpoint_every = 200
+    c.eval_every = 250
+    c.checkpoint_every = 250
     c.optimizer.learning_rate = 2e-3
     c.optimizer.warmup_steps = 50
   else:  # imagenet / yfcc: Doersch's patch sizes on 398-px crops, GPU nodes

@@ -3,10 +3,16 @@
 A task cuts ``K`` patches from a 3x3 grid laid over an image (cells ``(row, col)`` in
 ``{0, 1, 2}``, the centre is ``(1, 1)``); an `Arrangements` table lists, for each base class
 ``a``, the cell of every patch slot (``cells[a, k] = (row, col)``), and how many whole-image
-rotations multiply the classes. The label of a sample is ``rotation * num_base + a``: the image
-is first rotated by ``rotation * 90`` degrees, then the base arrangement is cut from it, so
-the rotation part of a label is carried by the patches' content (which way is up), the
-arrangement part by their relative positions. The towers see the slots in order: slot 0 is
+rotations multiply the classes. The label of a sample is ``rotation * num_base + a``: arrangement
+``a`` is cut from the (upright, possibly flipped) image, then every patch is turned by
+``rotation * 90`` degrees. So the arrangement part of a label says where the patches lay in the
+photograph, the rotation part which way they were turned (read from their content: which way is
+up). Because every table here is closed under a quarter turn of the grid, these are exactly the
+samples of a turned image cut at the turned cells, with the two labels relabelled one-to-one;
+naming the arrangement in the upright frame is what lets a factored head (20-way arrangement,
+4-way rotation, `context.task`) learn the arrangement from cues a turn leaves alone (sky looks
+like sky either way up), where the turned frame's arrangement is readable only through the
+rotation or through continuity across the gap. The towers see the slots in order: slot 0 is
 always the centre, the anchor of Doersch et al.'s task.
 
 * `PAIR` — Doersch, Gupta & Efros (ICCV 2015): the centre and one of its 8 neighbours, 8 classes,

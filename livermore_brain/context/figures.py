@@ -1,7 +1,8 @@
 """Figures of the context-prediction task: what the network is asked, and what its tower learned.
 
 * `task_samples` — drawn samples with their arrangement labels: each patch placed at its grid
-  cell (in the rotated frame for the triple task), the guards applied as in training.
+  cell in the photograph (for the triple task each patch turned by the label's rotation), the
+  guards applied as in training.
 * `nearest_neighbours` — Doersch et al.'s Fig. 4 style: query patches from held-out images and the
   patches nearest to them in the tower's feature space (cosine similarity), trained and random.
 

@@ -6,10 +6,10 @@
 
 Every patch goes through the same tower (one set of weights: the K patches of a batch are one
 ``(B * K, P, P, C)`` batch, so batch norm's statistics cover every patch of the global batch);
-each tower ends in its own global average pooling (the convnets' ``pool``) and a fully connected
-``embed``-wide layer (the convnets' classifier, sown as ``logits``); the K embeddings are
-concatenated in slot order and fused by a hidden fully connected layer and the classifier over
-arrangements (Doersch et al. 2015's late fusion; the triple release's per-tower pooling).
+each tower ends in its own global average pooling (the convnets' ``pool``) and a linear fully
+connected ``embed``-wide layer (the convnets' classifier, sown as ``logits``); the K embeddings
+are concatenated in slot order and fused by a hidden fully connected layer (batch norm, ReLU) and
+the classifier over arrangements (Doersch et al. 2015's late fusion; the triple release's per-tower pooling).
 The patches of one sample are standardized together (`standardize` over all K patches: one
 mean and one standard deviation per sample), inside the network: the exposure of the photo is
 removed but not the brightness of one patch relative to another (sky above ground is a cue the
@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from livermore_brain.layers.conv_blocks import (
   CLASSIFIER_AXES,
   CLASSIFIER_BIAS_AXES,
+  batch_norm,
   classifier_init,
   dense,
 )
@@ -53,9 +54,16 @@ class ContextNet(nn.Module):
       raise ValueError(f"expected patches (B, K, P, P, C), got shape {tuple(patches.shape)}")
     b, k = patches.shape[:2]
     x = standardize(patches).reshape(b * k, *patches.shape[2:])
-    f = nn.relu(self.tower(x, train))  # (B * K, embed)
+    # The embedding stays linear: with a ReLU here every unit of it died within 200 steps of the
+    # triple task (the towers' outputs all negative, the head's input all zero, the output a
+    # constant: loss ln 80 for good); the fusing layer below is the nonlinearity.
+    f = self.tower(x, train)  # (B * K, embed)
     f = f.reshape(b, k * f.shape[-1])
-    h = nn.relu(dense(self.hidden, name="fuse")(f))
+    # Batch norm before this ReLU: without it every fusing unit died early in the triple task
+    # (pre-activations negative for all inputs, a constant output, loss ln 80 for good);
+    # normalized over the batch, about half of every unit's inputs stay on the live side.
+    h = dense(self.hidden, name="fuse", use_bias=False)(f)
+    h = nn.relu(batch_norm(train, name="fuse_bn")(h))
     return dense(
       self.num_classes, CLASSIFIER_AXES, CLASSIFIER_BIAS_AXES, classifier_init, name="classifier"
     )(h).astype(jnp.float32)

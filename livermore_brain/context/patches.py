@@ -5,7 +5,7 @@ per image and their class labels out, all inside the jitted step (no per-patch P
     s = sample(key, images, arrangements.TRIPLE, geom)     # images (B, S, S, C) in [0, 1]
     s["patches"]   # (B, K, P, P, C)
     s["label"]     # (B,) int32: rotation * num_base + arrangement
-    s["corner"]    # (B, K, 2) int32: top-left (y, x) of each patch in the (flipped, rotated) image
+    s["corner"]    # (B, K, 2) int32: top-left (y, x) of each patch in the (flipped) image
     x = augment(key2, s["patches"], Guards(color="project", downsample_prob=0.5, ...))
 
 Geometry (Doersch et al. 2015): the 3x3 grid has cells of ``patch`` pixels separated by ``gap``
@@ -14,8 +14,12 @@ random position in the image, and each patch moves by its own uniform jitter in
 ``[-jitter, jitter]`` on both axes (so lines cannot be followed across the gap). Everything stays
 inside an image of side ``min_side = 3 * patch + 2 * gap + 2 * jitter``.
 
-Per-image augmentations before cutting: a horizontal flip (probability 1/2; no relabelling,
-the arrangement is drawn afterwards) and, for tables with rotations, the rotation of the label.
+Per-image augmentation before cutting: a horizontal flip (probability 1/2; no relabelling,
+the arrangement is drawn afterwards). For tables with rotations, every patch of a sample is then
+turned by the label's rotation (``rot90``, counter-clockwise): the same patches a turn of the
+whole image would give, cut at the turned cells (the tables are closed under a turn), but the
+arrangement part of the label names the cells in the photograph's upright frame — see
+`context.arrangements` for why.
 Per-patch guards after cutting (`augment`): chromatic aberration (colour projection / dropping /
 gray), random downsampling, and the random aperture of the triple task (two of three patches
 seen through a random square window, the rest filled with the patch's mean colour).
@@ -102,13 +106,10 @@ def sample(
       f"images of {h}x{w} are too small for patch {geom.patch}, gap {geom.gap}, jitter "
       f"{geom.jitter}: need at least {geom.min_side} pixels a side"
     )
-  if table.rotations > 1 and h != w:
-    raise ValueError(f"rotated arrangements need square images, got {h}x{w}")
   k_flip, k_rot, k_arr, k_oy, k_ox, k_jit = jax.random.split(key, 6)
   flipped = jax.random.bernoulli(k_flip, 0.5, (b,)) if flip else jnp.zeros((b,), bool)
   images = jnp.where(flipped[:, None, None, None], images[:, :, ::-1], images)
   rot = jax.random.randint(k_rot, (b,), 0, table.rotations)
-  images = _rotate(images, rot, table.rotations)
   base = jax.random.randint(k_arr, (b,), 0, table.num_base)
   cells = jnp.asarray(table.cells)[base]  # (B, K, 2)
   j = geom.jitter
@@ -122,6 +123,9 @@ def sample(
     return jax.lax.dynamic_slice(img, (yx[0], yx[1], 0), (p, p, c))
 
   patches = jax.vmap(lambda img, yxs: jax.vmap(lambda yx: cut(img, yx))(yxs))(images, corner)
+  k = table.num_patches
+  turned = _rotate(patches.reshape(b * k, p, p, c), jnp.repeat(rot, k), table.rotations)
+  patches = turned.reshape(b, k, p, p, c)
   return {
     "patches": patches,
     "label": table.label(base, rot).astype(jnp.int32),

@@ -44,6 +44,7 @@ from livermore_brain.train import config_ranges as cr
 from livermore_brain.train import optim
 from livermore_brain.train.task import Task
 
+HEADS = ("joint", "factored")
 EVAL_KEY = 0x5EED  # folded into the seed for the held-out draws (never a training key)
 
 
@@ -97,7 +98,13 @@ class ContextTask(Task):
     self.tower = convnets.build(self.arch, m, int(m.embed))
     if self.arch != "alexnet":  # the AlexNet-style tower flattens its last map already
       self.tower = self.tower.clone(global_pool=str(m.get("tower_pool", "global")) == "global")
-    self.model = ContextNet(self.tower, self.table.num_classes, int(m.hidden))
+    self.head = str(c.get("head", "joint"))
+    if self.head not in HEADS:
+      raise ValueError(f"context.head={self.head!r}: choose one of {', '.join(HEADS)}")
+    t = self.table
+    factored = self.head == "factored" and t.rotations > 1
+    outputs = t.num_base + t.rotations if factored else t.num_classes
+    self.model = ContextNet(self.tower, outputs, int(m.hidden))
     p = self.geom.patch
     self.patch_shape = (p, p, self.channels)
     self.tx = optim.make_optimizer(config.optimizer, int(config.num_steps))
@@ -155,8 +162,28 @@ class ContextTask(Task):
       batch_stats = new["batch_stats"]
     else:
       logits = self.model.apply(variables, x, train=False)
+    logits = self.joint_log_probs(logits)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     return loss, logits, batch_stats
+
+  def joint_log_probs(self, out: jax.Array) -> jax.Array:
+    """The network's output as logits over the table's classes. ``joint``: they are the output.
+    ``factored``: the output is ``num_base`` arrangement logits then ``rotations`` rotation
+    logits; the class ``rotation * num_base + base`` gets ``log p(base) + log p(rotation)``, so
+    the cross-entropy over classes is the sum of the two heads' cross-entropies, comparable with
+    the joint head's (both start at ln num_classes)."""
+    t = self.table
+    if self.head == "joint" or t.rotations == 1:
+      return out
+    arr = jax.nn.log_softmax(out[:, : t.num_base])
+    rot = jax.nn.log_softmax(out[:, t.num_base :])
+    return (rot[:, :, None] + arr[:, None, :]).reshape(out.shape[0], t.num_classes)
+
+  def hits(self, logits, labels) -> dict[str, jax.Array]:
+    """Per-sample hits: the class, and its arrangement and rotation parts separately."""
+    pred = jnp.argmax(logits, -1)
+    (pa, pr), (la, lr) = self.table.split(pred), self.table.split(labels)
+    return {"accuracy": pred == labels, "arrangement": pa == la, "rotation": pr == lr}
 
   def _batch_shardings(self, mesh, rules):
     return {
@@ -180,11 +207,14 @@ class ContextTask(Task):
       (loss, (logits, stats)), grads = jax.value_and_grad(f, has_aux=True)(state.params)
       updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
-      acc = jnp.mean((jnp.argmax(logits, -1) == s["label"]).astype(jnp.float32))
       new = state.replace(
         step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state
       )
-      return new, {"train/loss": loss, "train/accuracy": acc}
+      out = {"train/loss": loss}
+      for k, v in self.hits(logits, s["label"]).items():
+        if k == "accuracy" or self.table.rotations > 1:
+          out[f"train/{k}" if k == "accuracy" else f"train/{k}_accuracy"] = jnp.mean(v)
+      return new, out
 
     self._step = jax.jit(
       train_step,
@@ -220,6 +250,7 @@ class HeldOut:
     self.batch = int(ev.batch_size)
     self.batches = int(ev.batches)
     self.draws = int(ev.draws)
+    self.rotations = task.table.rotations
     self.pipe = data_lib.make_pipeline(
       cfg,
       task.input_spec,
@@ -236,27 +267,33 @@ class HeldOut:
       def one(d):
         s = task.draw(jax.random.fold_in(base, i * 1000 + d), images)
         loss, logits, _ = task.loss_and_logits(params, batch_stats, s["patches"], s["label"], False)
-        return jnp.sum(jnp.argmax(logits, -1) == s["label"]), jnp.sum(loss)
+        h = {k: jnp.sum(v) for k, v in task.hits(logits, s["label"]).items()}
+        return h, jnp.sum(loss)
 
       hits, losses = jax.lax.map(one, jnp.arange(self.draws))
-      return jnp.sum(hits), jnp.sum(losses)
+      return jax.tree.map(jnp.sum, hits), jnp.sum(losses)
 
     self.counts = jax.jit(counts, out_shardings=shd.replicated(mesh))
 
   def __call__(self, state) -> dict[str, float]:
     from livermore_brain import distributed
 
-    correct = total = 0.0
+    correct, total = {}, 0.0
     it = self.pipe.iterate(start_batch=0)
     try:
       for i in range(self.batches):
         images = distributed.global_batch(next(it)["image"], self.bsh["image"])
         c, s = self.counts(state.params, state.batch_stats, images, i)
-        correct, total = correct + float(c), total + float(s)
+        correct = {k: correct.get(k, 0.0) + float(v) for k, v in c.items()}
+        total += float(s)
     finally:
       it.close()
     n = self.batch * self.batches * self.draws
-    return {"eval/accuracy": correct / n, "eval/loss": total / n}
+    out = {"eval/accuracy": correct["accuracy"] / n, "eval/loss": total / n}
+    if self.rotations > 1:  # the two parts of a triple label, each against its own chance
+      out["eval/arrangement_accuracy"] = correct["arrangement"] / n
+      out["eval/rotation_accuracy"] = correct["rotation"] / n
+    return out
 
 
 def load_features(workdir: str, step: int | None = None, devices=None, mesh=None):
