@@ -240,12 +240,12 @@ def test_pair_resume_is_bitwise(tmp_path):
     return c
 
   full, part = str(tmp_path / "full"), str(tmp_path / "part")
-  families.train(cfg(8), full)
+  families.train(cfg(4), full)
+  families.train(cfg(2), part)
   families.train(cfg(4), part)
-  families.train(cfg(8), part)
-  step_a, a = state_np(full, cfg(8))
-  step_b, b = state_np(part, cfg(8))
-  assert step_a == step_b == 8
+  step_a, a = state_np(full, cfg(4))
+  step_b, b = state_np(part, cfg(4))
+  assert step_a == step_b == 4
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
   assert jax.tree.leaves(a.batch_stats)
