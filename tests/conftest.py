@@ -3,14 +3,20 @@
 This file is imported by pytest before any test module, hence before JAX is imported, which is
 what lets ``--xla_force_host_platform_device_count`` take effect. The CPU process settings the
 entry points apply (`livermore_brain.cpu_tuning`) are applied here too, so tests run what users
-run. Nothing else is set globally: x64 stays *off* (golden tests compare float32 JAX against
-float64 numpy on purpose).
+run. Compiled programs are shared through JAX's persistent compilation cache in a fresh directory
+per test session (the same tiny programs are compiled by many tests and by the subprocesses the
+CLI, kill and multi-process tests start; a cached executable is the one a compile would give).
+Nothing else is set globally: x64 stays *off* (golden tests compare float32 JAX against float64
+numpy on purpose).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import warnings
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
@@ -45,7 +51,21 @@ def _hide_gpus_from_tensorflow() -> None:
     pass
 
 
+def _share_compiled_programs() -> None:
+  """One compilation cache for this session: this process, the pytest-xdist workers it starts
+  and every subprocess a test starts inherit the directory through the environment. A size limit
+  turns on JAX's file lock, so concurrent processes never read a half-written entry."""
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # the caller's (or the xdist controller's) choice
+    return
+  cache = tempfile.mkdtemp(prefix="livermore-brain-tests-jax-cache-")
+  atexit.register(shutil.rmtree, cache, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 << 30)
+
+
 _add_xla_flag()
+_share_compiled_programs()
 _hide_gpus_from_tensorflow()
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from livermore_brain import cpu_tuning  # noqa: E402 - after XLA_FLAGS, before JAX starts
