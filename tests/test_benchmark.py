@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import benchmark
+from experiments import timing
 from experiments.configs import resception
 from livermore_brain import families
 
@@ -95,9 +95,9 @@ def test_synthetic_batch_has_the_task_fields():
   """What `time_step` feeds a family without data here: random images, labels in range(classes)
   (the supervised step itself is timed in tests/test_planner.py, sharing the plan's compile)."""
   task = families.make_task(resception.get_config("tiny"))
-  batch = benchmark.synthetic_batch(task, 32, num_classes=10)
+  batch = timing.synthetic_batch(task, 32, num_classes=10)
   assert sorted(batch) == ["image", "label"] and batch["image"].shape == (32, 16, 16, 1)
   assert batch["image"].dtype == np.float32 and batch["label"].shape == (32,)
   assert batch["label"].dtype == np.int32 and 0 <= batch["label"].min() <= batch["label"].max() < 10
   with pytest.raises(ValueError, match="num_classes"):
-    benchmark.synthetic_batch(task, 32)
+    timing.synthetic_batch(task, 32)

@@ -17,7 +17,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from experiments import benchmark
+from experiments import timing
 from experiments.configs import resception, rica_yfcc
 from livermore_brain import families, hlo, planner
 from livermore_brain import sharding as shd
@@ -225,10 +225,10 @@ def test_plan_task_supervised_tiny_on_2x4(supervised_tiny):
 
 
 def test_benchmark_times_the_planned_step(supervised_tiny):
-  """`experiments.benchmark.time_step` runs the supervised task's own step (random images and
+  """`experiments.timing.time_step` runs the supervised task's own step (random images and
   labels of its fields) and counts the same XLA FLOPs as the plan."""
   config, task, _, p = supervised_tiny
-  r = benchmark.time_step(config, steps=10, warmup=1, task=task)
+  r = timing.time_step(config, steps=10, warmup=1, task=task)
   assert r["family"] == "supervised" and r["fields"] == ["image", "label"] and r["finite"]
   assert r["mesh"] == {"data": 2, "model": 4} and r["batch"] == 32
   for key in ("step_seconds", "images_per_sec", "flops_per_step", "achieved_gflops"):
