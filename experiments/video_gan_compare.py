@@ -63,7 +63,7 @@ def stability(workdir: str) -> dict:
 
 
 def clips_and_labels(split: str, shape) -> tuple[np.ndarray, np.ndarray]:
-  from livermore_brain.data.video import MovingDigitsSource
+  from livermore_brain.data.clip_sources import MovingDigitsSource
 
   src = MovingDigitsSource(split)
   t, h, w, c = shape

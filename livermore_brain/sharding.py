@@ -136,6 +136,15 @@ def named_shardings(mesh: Mesh, axes_tree: Any, rules=DEFAULT_RULES) -> Any:
   )
 
 
+def variable_shardings(mesh: Mesh, boxed: Any, rules=DEFAULT_RULES) -> Any:
+  """`NamedSharding`s of flax variables from their logical axis metadata (`nn.Partitioned`)."""
+  return jax.tree.map(
+    lambda s: NamedSharding(mesh, logical_to_spec(tuple(s), rules)),
+    nn.get_partition_spec(boxed),
+    is_leaf=lambda x: isinstance(x, P),
+  )
+
+
 def check_divisible(mesh: Mesh, abstract_tree: Any, shardings_tree: Any, what: str = "") -> None:
   """Raise a clear ValueError when a sharded dimension is not divisible by its mesh axis."""
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from livermore_brain import data
-from livermore_brain.data import fixtures, video
+from livermore_brain.data import clip_sources, fixtures
 
 
 def _cfg(source, **kw):
@@ -30,23 +30,23 @@ def _take(pipe, n, start=0):
 def test_clip_indices_boundaries_and_rate():
   # exactly long enough: one possible clip, whatever u
   for u in (0.0, 0.5, 0.999):
-    np.testing.assert_array_equal(video.clip_indices(8, 30, 0, 8, u), np.arange(8))
-  assert video.clip_indices(7, 30, 0, 8, 0.3) is None  # one frame short
-  assert video.clip_indices(0, 30, 0, 1, 0.3) is None
+    np.testing.assert_array_equal(clip_sources.clip_indices(8, 30, 0, 8, u), np.arange(8))
+  assert clip_sources.clip_indices(7, 30, 0, 8, 0.3) is None  # one frame short
+  assert clip_sources.clip_indices(0, 30, 0, 1, 0.3) is None
   # 30 fps sampled at 10 fps: every third frame; span (8 - 1) * 3 + 1 = 22 frames
-  assert video.clip_indices(21, 30, 10, 8, 0.0) is None
-  np.testing.assert_array_equal(video.clip_indices(22, 30, 10, 8, 0.9), np.arange(0, 22, 3))
+  assert clip_sources.clip_indices(21, 30, 10, 8, 0.0) is None
+  np.testing.assert_array_equal(clip_sources.clip_indices(22, 30, 10, 8, 0.9), np.arange(0, 22, 3))
   # every start in [0, last] is reachable, u -> start is monotone, all indices inside the video
-  starts = [video.clip_indices(100, 25, 10, 8, u)[0] for u in np.linspace(0, 0.9999, 500)]
+  starts = [clip_sources.clip_indices(100, 25, 10, 8, u)[0] for u in np.linspace(0, 0.9999, 500)]
   # step 2.5: the clip spans 7 * 2.5 = 17.5 frames, so the latest start is floor(99 - 17.5) = 81
   assert starts[0] == 0 and starts[-1] == 81 and np.all(np.diff(starts) >= 0)
   assert set(starts) == set(range(82))
   for u in np.linspace(0, 0.9999, 50):
-    idx = video.clip_indices(100, 25, 10, 8, u)  # step 2.5: 0, 2, 5, 7, 10, ...
+    idx = clip_sources.clip_indices(100, 25, 10, 8, u)  # step 2.5: 0, 2, 5, 7, 10, ...
     np.testing.assert_array_equal(idx - idx[0], [0, 2, 5, 7, 10, 12, 15, 17])
     assert idx[-1] <= 99
   # an unknown native rate or fps 0: consecutive frames
-  np.testing.assert_array_equal(video.clip_indices(5, 0, 10, 3, 0.99), [2, 3, 4])
+  np.testing.assert_array_equal(clip_sources.clip_indices(5, 0, 10, 3, 0.99), [2, 3, 4])
 
 
 def test_spec_and_source_mismatches_are_clear():
@@ -66,8 +66,8 @@ def test_spec_and_source_mismatches_are_clear():
 
 # ---- moving digits ------------------------------------------------------------------------------
 def test_moving_mnist_clips_follow_their_trajectory():
-  src = video.MovingDigitsSource("test")
-  assert src.num_items == 1000 and src.class_names == video.DIRECTIONS
+  src = clip_sources.MovingDigitsSource("test")
+  assert src.num_items == 1000 and src.class_names == clip_sources.DIRECTIONS
   t, h, checked = 12, 32, 0
   for item in range(0, 1000, 37):
     clip = src.clip(item, t, h, h, 1)

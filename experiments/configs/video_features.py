@@ -18,7 +18,7 @@ Launch::
       --config.data.source=video_folder:/data/hmdb51 --config.data.video_fps=12.5
   python -m experiments.transfer --workdir=runs/video_features-cpu --config.dataset=moving_mnist
 
-Data: ``data.source`` a clip source (`livermore_brain.data.video`): ``moving_mnist[:split]``,
+Data: ``data.source`` a clip source (`livermore_brain.data.clip_sources`): ``moving_mnist[:split]``,
 ``video_folder:<dir>``, ``tfds:<video dataset>``, ``yfcc100m:<file>`` (its video lines);
 ``data.video_fps`` the clip frame rate for video files (0 = native).
 """

@@ -27,7 +27,7 @@ _LAZY = {
   "Pipeline": "livermore_brain.data.pipeline",
   "make_pipeline": "livermore_brain.data.build",
   "measure_throughput": "livermore_brain.data.build",
-  "summarize_bad_counts": "livermore_brain.data.pipeline",
+  "summarize_bad_counts": "livermore_brain.data.order",
   "Whitening": "livermore_brain.data.whitening",
   "parse_line": "livermore_brain.data.yfcc",
   "Record": "livermore_brain.data.yfcc",

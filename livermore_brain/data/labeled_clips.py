@@ -1,7 +1,7 @@
 """Labeled clip sets for transfer (`labeled.labeled_sets` with a clip shape ``(T, H, W, C)``).
 
 * ``moving_mnist`` / ``moving_mnist:motion``: the ``moving_mnist:train`` / ``:test`` clips
-  (`video.MovingDigitsSource`: disjoint real MNIST digits, 4,000 / 1,000), labeled by their
+  (`clip_sources.MovingDigitsSource`: disjoint real MNIST digits, 4,000 / 1,000), labeled by their
   motion direction (8 classes);
 * ``moving_mnist:digit``: the same clips labeled by their digit (10 classes);
 * ``video_folder:<dir>``: one clip per video (the middle one, native rate), labeled by its
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from livermore_brain.data import images, video
+from livermore_brain.data import clip_sources, images
 
 
 def clip_sets(source: str, clip_shape, *, seed=0, test_fraction=0.2, train_limit=None,
@@ -29,7 +29,7 @@ def clip_sets(source: str, clip_shape, *, seed=0, test_fraction=0.2, train_limit
   if kind == "moving_mnist" and arg in ("", "motion", "digit"):
     out = []
     for part, limit in (("train", train_limit), ("test", test_limit)):
-      src = video.MovingDigitsSource(part)
+      src = clip_sources.MovingDigitsSource(part)
       n = src.num_items if not limit else min(int(limit), src.num_items)
       x = np.stack([src.clip(i, t, h, w, c) for i in range(n)]).astype(np.float32) / 255.0
       if arg == "digit":
@@ -40,7 +40,7 @@ def clip_sets(source: str, clip_shape, *, seed=0, test_fraction=0.2, train_limit
     what = f"moving_mnist clips, {arg or 'motion'} labels ({len(out[0].class_names)} classes)"
     tr, te = out
   elif kind == "video_folder" and arg:
-    src = video.VideoFolderSource(arg)
+    src = clip_sources.VideoFolderSource(arg)
     if src.class_names is None:
       raise ValueError(f"video_folder:{arg} has no class subfolders: no labels to transfer to")
     src.crop, src.cache = "center", None

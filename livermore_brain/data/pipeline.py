@@ -32,11 +32,10 @@ pipeline stops with a clear error instead of spinning.
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 
-from livermore_brain.data import images, stages, tf_ops
+from livermore_brain.data import images, order, stages, tf_ops
 from livermore_brain.data import spec as spec_lib
 from livermore_brain.data import whitening as whitening_lib
 from livermore_brain.data.spec import InputSpec
@@ -46,20 +45,7 @@ _OP_ERROR = tf.errors.OpError
 _WHITEN_DOMAIN = 7  # RNG domain of the crops the whitening is fitted on (not training examples)
 
 
-def summarize_bad_counts(counts: dict) -> str:
-  """One line, e.g.
-  ``skipped 3 images (decode_error=2, missing_file=1); 1 skipped_videos; 2 malformed_line``."""
-  lines = ("skipped_videos", "skipped_photos", "malformed_line")  # metadata lines, not images
-  bad = {k: v for k, v in sorted(counts.items()) if k not in lines}
-  n = sum(bad.values())
-  parts = f"skipped {n} images" + (
-    f" ({', '.join(f'{k}={v}' for k, v in bad.items())})" if n else ""
-  )
-  extra = [f"{counts[k]} {k}" for k in lines if counts.get(k)]
-  return "; ".join([parts] + extra)
-
-
-class Pipeline:
+class Pipeline(order.Slots):
   """Use `make_pipeline`. ``iterate(start_batch=k)`` yields a dict of the spec's fields."""
 
   def __init__(
@@ -76,51 +62,33 @@ class Pipeline:
     process_count,
     workdir=None,
   ):
-    self.cfg, self.source = cfg, source
     self.spec = spec = spec_lib.resolve(spec, image_size, channels)
+    super().__init__(
+      cfg,
+      source,
+      spec.fields,
+      global_batch=global_batch,
+      seed=seed,
+      process_index=process_index,
+      process_count=process_count,
+    )
     self.height, self.width, self.channels = spec.image_shape
     self.image_size = self.height if self.height == self.width else (self.height, self.width)
-    self.fields = spec.fields
-    self.global_batch, self.seed = int(global_batch), int(seed)
-    self.process_index, self.process_count = int(process_index), int(process_count)
-    self.local_batch = self.global_batch // self.process_count
-    self._seed_u = self.seed % (1 << 63)
     self.stages = stages.Stages(cfg, spec, source)
     self.crop = self.stages.crop
-    self._sequential = hasattr(source, "stream")  # tfds: blocks, not random access
-    # Every process sees every item (see the module docstring): order by global example.
-    self._global_order = bool(getattr(source, "global_order", False))
-    self._labels = getattr(source, "class_names", None) is not None and not self._sequential
-    self._tags = "tags" in self.fields
-    # Fields the task reads are checked before the image is decoded: an item without a valid
-    # label / with no tags is bad for this task, replaced and counted like an undecodable image.
-    # (TFDS streams carry their labels; they are checked in `_sequential_stream`.)
-    self._check_label = getattr(source, "class_names", None) is not None and "label" in self.fields
-    self._num_labels = len(source.class_names) if self._check_label else 0
-    self._lock = threading.Lock()
-    self._perms: dict[int, np.ndarray] = {}
-    self._bad: dict[int, str] = {}
+    self._labels = (
+      self.class_names is not None and not self._sequential
+    )  # TFDS streams carry theirs
     self._cache: dict[int, np.ndarray] = {}
     self._cache_bytes = 0
     self._cache_cap = int(cfg.cache_max_mb) << 20 if cfg.cache_decoded else 0
     self.reads = 0  # items fetched from the source (cache misses, prefetching included)
-    self._counts = dict(source.counts())
     self.whitening = self._whitening(workdir) if cfg.whiten else None
 
   # ---- description ----------------------------------------------------------------------------
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return self.spec.image_shape
-
-  @property
-  def class_names(self) -> tuple[str, ...] | None:
-    """The source's class names (``label`` indexes them), None if it has no labels."""
-    return getattr(self.source, "class_names", None)
-
-  @property
-  def num_classes(self) -> int | None:
-    names = self.class_names
-    return None if names is None else len(names)
 
   @property
   def batches_per_block(self) -> int:
@@ -136,18 +104,7 @@ class Pipeline:
       f"process {self.process_index}, seed {self.seed}"
     )
 
-  def bad_counts(self) -> dict:
-    """Cumulative skipped items by reason (this process; images counted when yielded)."""
-    with self._lock:
-      return dict(self._counts)
-
-  def bad_summary(self) -> str:
-    return summarize_bad_counts(self.bad_counts())
-
   # ---- stage 1 (Python, inside tf.numpy_function) ---------------------------------------------
-  def _rng(self, g: int, domain: int = 0):
-    return np.random.default_rng([self._seed_u, domain, int(g)])
-
   def prepare(self, obj, g: int, domain: int = 0) -> np.ndarray:
     """Stages 1-3 of one image for global example ``g``: ``uint8 (H, W, C)``."""
     return self.stages(obj, self._rng(g, domain) if self.stages.random else None)
@@ -156,111 +113,35 @@ class Pipeline:
     """Stages 2-3 of an image already cropped by a deterministic (center / resize) crop."""
     return self.stages.augment(img, self._rng(g)) if self.stages.augments else img
 
-  def _perm(self, epoch: int) -> np.ndarray:
-    with self._lock:
-      p = self._perms.get(epoch)
-      if p is None:
-        n = self.source.num_items
-        if self.cfg.shuffle:
-          pi, pc = (0, 1) if self._global_order else (self.process_index, self.process_count)
-          rng = np.random.default_rng([self._seed_u, 1, pi, pc, epoch])
-          p = rng.permutation(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64))
-        else:
-          p = np.arange(n)
-        self._perms[epoch] = p
-        for old in sorted(self._perms)[:-3]:
-          del self._perms[old]
-      return p
-
   def _item(self, item: int, g: int) -> np.ndarray:
-    reason = self._bad.get(item)
-    if reason is not None:
-      raise images.BadImage(reason)
     random_crop = self.crop == "random"
     cached = self._cache.get(item)
     if cached is not None:
       return self.prepare(cached, g) if random_crop else self._augment(cached, g)
-    try:
-      obj = self.source.load(item)
-      with self._lock:
-        self.reads += 1
-      if not (self.source.cacheable and self._cache_bytes < self._cache_cap):
-        return self.prepare(obj, g)
-      if random_crop:  # keep a pyramid of the image; crop it anew for every example
-        keep = images.pyramid(obj, min(self.height, self.width))
-        out = self.prepare(keep, g)
-      else:  # keep the deterministic crop
-        keep = self.stages.geometry(obj, None)
-        out = self._augment(keep, g)
-      with self._lock:
-        if item not in self._cache and self._cache_bytes < self._cache_cap:
-          self._cache[item] = keep
-          self._cache_bytes += keep.nbytes
-      return out
-    except images.BadImage as e:
-      with self._lock:
-        self._bad[item] = e.reason
-      raise
-
-  def _example(self, q: int) -> int:
-    """Global example index ``g`` of local position ``q`` (see the module docstring)."""
-    k, j = divmod(q, self.local_batch)
-    return k * self.global_batch + self.process_index * self.local_batch + j
+    obj = self.source.load(item)
+    with self._lock:
+      self.reads += 1
+    if not (self.source.cacheable and self._cache_bytes < self._cache_cap):
+      return self.prepare(obj, g)
+    if random_crop:  # keep a pyramid of the image; crop it anew for every example
+      keep = images.pyramid(obj, min(self.height, self.width))
+      out = self.prepare(keep, g)
+    else:  # keep the deterministic crop
+      keep = self.stages.geometry(obj, None)
+      out = self._augment(keep, g)
+    with self._lock:
+      if item not in self._cache and self._cache_bytes < self._cache_cap:
+        self._cache[item] = keep
+        self._cache_bytes += keep.nbytes
+    return out
 
   def _load_slot(self, q):
-    q = int(q)
-    g = self._example(q)
-    n = self.source.num_items
-    epoch, pos = divmod(g if self._global_order else q, n)
-    perm = self._perm(epoch)
-    reason = 0
-    for t in range(n):
-      item = int(perm[(pos + t) % n])
-      try:
-        self._check_fields(item)
-        img = self._item(item, g)
-      except images.BadImage as e:
-        reason = reason or images.CODE[e.reason]
-        continue
-      label = self.source.label(item) if self._labels else -1
-      tags = self.source.tags(item).encode() if self._tags else b""
-      gid = np.int64(self.source.global_id(item))
-      return img, gid, np.int64(g), np.int8(reason), np.int32(label), np.bytes_(tags)
-    raise RuntimeError(
-      f"every one of the {n} items of this process's shard is undecodable "
-      f"({summarize_bad_counts(self._bad_histogram())}): {self.source.describe()}"
-    )
-
-  def _check_fields(self, item: int) -> None:
-    """Raise `images.BadImage` (remembered, like a bad image) if the item lacks a field the task
-    reads: a label in ``[0, num_classes)``, non-empty tags."""
-    if item in self._bad:
-      return  # _item raises with the remembered reason
-    reason = None
-    if self._check_label:
-      label = self.source.label(item)
-      if label is None or label < 0:
-        reason = "missing_label"
-      elif label >= self._num_labels:
-        reason = "bad_label"
-    if reason is None and self._tags and not self.source.tags(item).strip():
-      reason = "no_tags"
-    if reason is not None:
-      with self._lock:
-        self._bad[item] = reason
-      raise images.BadImage(reason)
-
-  def _bad_histogram(self) -> dict:
-    with self._lock:
-      out: dict[str, int] = {}
-      for r in self._bad.values():
-        out[r] = out.get(r, 0) + 1
-      return out
-
-  def _label_reason(self, label: int) -> str | None:
-    if label < 0:
-      return "missing_label"
-    return "bad_label" if label >= self._num_labels else None
+    item, g, reason, img = self._fill(int(q), self._item)
+    label = self.source.label(item) if self._labels else -1
+    tags = self.source.tags(item).encode() if self._tags else b""
+    code = images.CODE[reason] if reason else 0
+    gid = np.int64(self.source.global_id(item))
+    return img, gid, np.int64(g), np.int8(code), np.int32(label), np.bytes_(tags)
 
   def _sequential_stream(self, start_q: int):
     """The source's ``(q, encoded, example, label)`` stream plus each slot's reason code. When the
@@ -394,12 +275,7 @@ class Pipeline:
     keys = self.fields
     try:
       for ex in self.dataset(int(start_batch)).as_numpy_iterator():
-        codes = ex["reason"][ex["reason"] > 0]
-        if codes.size:
-          with self._lock:
-            for c in codes:
-              name = images.REASONS[int(c)]
-              self._counts[name] = self._counts.get(name, 0) + 1
+        self._count_yielded(ex["reason"])
         out = {f: ex[f] for f in keys}
         if return_meta:
           out.update(item=ex["item"], example=ex["example"], reason=ex["reason"])

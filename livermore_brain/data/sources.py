@@ -136,6 +136,18 @@ class BuiltinSource:
     return f"builtin{split} ({len(self._all)} scikit-image/scikit-learn photos)"
 
 
+def folder_classes(root: str, paths: list[str]):
+  """``(class_names, labels)`` of files under ``root``: the sorted top-level subfolders, and each
+  path's index among them (-1 for a file directly in ``root``); ``(None, None)`` if none is in
+  a subfolder."""
+  rel = [os.path.relpath(p, root).split(os.sep) for p in paths]
+  if not any(len(r) > 1 for r in rel):
+    return None, None
+  names = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir()))
+  index = {c: i for i, c in enumerate(names)}
+  return names, np.array([index[r[0]] if len(r) > 1 else -1 for r in rel], np.int32)
+
+
 class FolderSource:
   """Every JPEG/PNG/GIF/BMP under a directory, recursively, in sorted order.
 
@@ -155,12 +167,7 @@ class FolderSource:
     self.all_paths = images.list_images(root, extensions)
     if not self.all_paths:
       raise ValueError(f"data.source folder:{root}: no {'/'.join(extensions)} files under it")
-    rel = [os.path.relpath(p, root).split(os.sep) for p in self.all_paths]
-    self.class_names, self.labels = None, None
-    if any(len(r) > 1 for r in rel):
-      self.class_names = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir()))
-      index = {c: i for i, c in enumerate(self.class_names)}
-      self.labels = np.array([index[r[0]] if len(r) > 1 else -1 for r in rel], np.int32)
+    self.class_names, self.labels = folder_classes(root, self.all_paths)
 
   @property
   def num_items(self) -> int:

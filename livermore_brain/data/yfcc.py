@@ -194,10 +194,16 @@ def build_index(path: str, process_index: int = 0, process_count: int = 1) -> Li
       f"{path} is compressed; the pipeline needs random access: decompress it first "
       f"(e.g. `bunzip2 -k {path}`); experiments.yfcc_stats reads compressed files directly"
     )
+  offsets, lengths, videos, malformed, lines = scan_lines(path, process_index, process_count)
+  return LineIndex(offsets, lengths, videos, malformed, lines)
+
+
+def scan_lines(path: str, process_index: int = 0, process_count: int = 1, videos: bool = False):
+  """``(offsets, lengths, others, malformed, lines)``: byte offsets and lengths of this process's
+  photo lines (video lines with ``videos``), how many of its lines were of the other kind and
+  malformed, and its non-empty lines; non-empty line ``n`` belongs to process ``n % count``."""
   offsets, lengths = array("q"), array("i")
-  videos = malformed = lines = 0
-  ordinal = 0
-  pos = 0
+  others = malformed = lines = ordinal = pos = 0
   with open(path, "rb") as f:
     for raw in f:
       start, pos = pos, pos + len(raw)
@@ -209,22 +215,20 @@ def build_index(path: str, process_index: int = 0, process_count: int = 1) -> Li
         continue
       lines += 1
       try:
-        rec_video = _marker(raw)
+        is_video = _marker(raw)
       except MalformedLine:
         malformed += 1
         continue
-      if rec_video:
-        videos += 1
-      else:
+      if is_video == videos:
         offsets.append(start)
         lengths.append(len(raw))
-  return LineIndex(
+      else:
+        others += 1
+  offsets, lengths = (
     np.frombuffer(offsets, np.int64).copy(),
     np.frombuffer(lengths, np.int32).copy(),
-    videos,
-    malformed,
-    lines,
   )
+  return offsets, lengths, others, malformed, lines
 
 
 def _marker(raw: bytes) -> bool:

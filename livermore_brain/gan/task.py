@@ -20,7 +20,7 @@ Logged every ``log_every`` steps (means over the window): ``d/loss``, ``g/loss``
 ``d/acc_real``, ``d/acc_fake``, ``d/accuracy``, ``d/grad_norm``, ``g/grad_norm``,
 ``quality/diversity`` (fake vs real spread in the fixed feature space of `quality`; -> 0 under
 mode collapse) and ``curriculum/*`` (stage, resolution, alpha, noise, blur, smooth). Evaluation
-(``eval_every`` and at the end): ``eval/fd`` — Frechet distance of ``eval.num_samples`` fixed-
+(`evaluation`; ``eval_every`` and at the end): ``eval/fd`` — Frechet distance of ``eval.num_samples`` fixed-
 latent samples to as many held-out images (``eval.source``) in that feature space — and
 ``eval/diversity``; the references ``eval/fd_train`` (training images) and ``eval/fd_noise``
 (uniform noise) once. Checkpoints write ``samples.png`` (64 fixed latents; a copy per step under
@@ -30,7 +30,6 @@ latent samples to as many held-out images (``eval.source``) in that feature spac
 from __future__ import annotations
 
 import os
-import shutil
 import types
 
 import flax.linen as nn
@@ -40,12 +39,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from livermore_brain import sharding as shd
-from livermore_brain.data import stages
 from livermore_brain.data.spec import InputSpec
-from livermore_brain.gan import losses, nets, quality
+from livermore_brain.gan import evaluation, losses, nets, quality
 from livermore_brain.gan.curriculum import Schedule
 from livermore_brain.train import config_ranges as cr
 from livermore_brain.train import optim
@@ -65,16 +63,6 @@ class TrainState:
   d_stats: dict
   g_opt: optax.OptState
   d_opt: optax.OptState
-
-
-def variable_shardings(mesh: Mesh, boxed, rules):
-  """`NamedSharding`s of flax variables from their logical axis metadata."""
-  specs = nn.get_partition_spec(boxed)
-  return jax.tree.map(
-    lambda s: NamedSharding(mesh, shd.logical_to_spec(tuple(s), rules)),
-    specs,
-    is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec),
-  )
 
 
 def gaussian_blur(x: jax.Array, sigma, radius: int = 2) -> jax.Array:
@@ -173,8 +161,8 @@ class GanTask(Task):
     return jax.eval_shape(self._init, jax.random.key(0))
 
   def state_shardings(self, mesh: Mesh, rules):
-    g = variable_shardings(mesh, self._boxed["g"], rules)
-    d = variable_shardings(mesh, self._boxed["d"], rules)
+    g = shd.variable_shardings(mesh, self._boxed["g"], rules)
+    d = shd.variable_shardings(mesh, self._boxed["d"], rules)
     rep = shd.replicated(mesh)
     a = self.abstract_state()
     sh = TrainState(
@@ -374,15 +362,7 @@ class GanTask(Task):
   def step_fn(self, step: int, mesh: Mesh, shardings, rules):
     level = self.step_level(self.stage_of(step))
     if level not in self._steps:
-      bsh = {
-        k: NamedSharding(mesh, shd.logical_to_spec(a, rules)) for k, a in self.batch_axes().items()
-      }
-      self._steps[level] = jax.jit(
-        self._train_step(level),
-        in_shardings=(shardings, bsh),
-        out_shardings=(shardings, shd.replicated(mesh)),
-        donate_argnums=(0,),
-      )
+      self._steps[level] = self.jit_step(self._train_step(level), mesh, shardings, rules)
     return self._steps[level]
 
   # ---- samples, evaluation, figures -------------------------------------------------------
@@ -416,113 +396,17 @@ class GanTask(Task):
 
   def setup(self, mesh: Mesh, rules, workdir: str, pipeline) -> None:
     src = str(self.config.eval.get("source", "") or "")
-    self._eval = Quality(self, src, workdir, pipeline) if src else None
+    self._eval = evaluation.Quality(self, src, workdir) if src else None
 
   def evaluate(self, state, step: int) -> dict[str, float]:
     return {} if self._eval is None else self._eval(state)
 
   def on_checkpoint(self, state, workdir: str, pipeline) -> None:
-    from livermore_brain import viz
-
-    step = int(jax.device_get(state.step))
-    imgs = self.sample(state, self.fixed_latents(64))
-    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-    stage = int(jax.device_get(state.stage))
-    path = viz.image_grid(
-      imgs,
-      os.path.join(workdir, "samples", f"step_{step:07d}.png"),
-      rows=8,
-      normalize=False,
-      suptitle=f"step {step}, stage {stage} ({self.schedule.resolution(stage)} px)",
-    )
-    shutil.copyfile(path, os.path.join(workdir, "samples.png"))
+    step, stage = (int(jax.device_get(x)) for x in (state.step, state.stage))
+    title = f"stage {stage} ({self.schedule.resolution(stage)} px)"
+    evaluation.save_samples(workdir, step, self.sample(state, self.fixed_latents(64)), title, 8)
     if step >= int(self.config.num_steps):
-      self.interpolation(state, os.path.join(workdir, "interpolation.png"))
-
-  def interpolation(self, state, path: str, rows: int = 6, cols: int = 10) -> str:
-    """Linear paths between pairs of fixed latents (one row each), rendered in one batch."""
-    from livermore_brain import viz
-
-    ends = np.asarray(self.fixed_latents(2 * rows, salt=1)).reshape(rows, 2, -1)
-    t = np.linspace(0.0, 1.0, cols)[None, :, None]
-    z = (1 - t) * ends[:, :1] + t * ends[:, 1:]
-    imgs = self.sample(state, z.reshape(rows * cols, -1), batch_size=rows * cols)
-    return viz.image_grid(
-      imgs.reshape(rows, cols, *imgs.shape[1:]),
-      path,
-      normalize=False,
-      suptitle="latent interpolation",
-    )
-
-
-class Quality:
-  """Frechet distance and diversity of fixed-latent samples vs held-out images (`quality`)."""
-
-  def __init__(self, task: GanTask, source: str, workdir: str, train_pipeline):
-    from livermore_brain import data as data_lib
-
-    n = int(task.config.eval.num_samples)
-    self.task, self.n = task, n
-    self.held = _first_images(task, source, n, workdir, data_lib)
-    self.n = n = self.held.shape[0]
-    self.feat = jax.jit(quality.features)
-    self.f_held = self._features(self.held)
-    train = _first_images(task, str(task.config.data.source), n, workdir, data_lib, shuffle=True)
-    noise = np.random.default_rng(0).random(self.held.shape, np.float32)
-    self.refs = {
-      "eval/fd_train": quality.frechet(self._features(train), self.f_held),
-      "eval/fd_noise": quality.frechet(self._features(noise), self.f_held),
-    }
-    self.z = task.fixed_latents(n, salt=2)
-
-  def _features(self, images01: np.ndarray) -> np.ndarray:
-    out = [
-      np.asarray(self.feat(jnp.asarray(images01[i : i + 500]) * 2.0 - 1.0))
-      for i in range(0, images01.shape[0], 500)
-    ]
-    return np.concatenate(out)
-
-  def __call__(self, state) -> dict[str, float]:
-    f = self._features(self.task.sample(state, self.z))
-    row = {
-      "eval/fd": quality.frechet(f, self.f_held),
-      "eval/diversity": float(quality.diversity(jnp.asarray(f), jnp.asarray(self.f_held))),
-    }
-    return {**row, **self.refs}
-
-
-def _first_images(task, source, n, workdir, data_lib, shuffle=False) -> np.ndarray:
-  """The first ``n`` images of ``source`` through the run's stages (flip / jitter off).
-
-  Whole-image crops (``resize``, ``center``) give one image per item, so at most ``num_items``.
-  Random crops (a few large photographs) give ``n`` crops, cycling over the items: the crops are
-  a function of ``(seed 0, example index)``, so every run, whatever its seed, is compared with the
-  same images.
-  """
-  cfg = ml_collections.ConfigDict(task.config.data.to_dict())
-  cfg.source = source
-  cfg.shuffle = shuffle
-  cfg.flip = False
-  cfg.color_jitter = 0.0
-  bs = 100
-  pipe = data_lib.make_pipeline(
-    cfg,
-    task.input_spec,
-    global_batch=bs,
-    seed=0,
-    process_index=0,
-    process_count=1,
-    workdir=workdir,
-  )
-  if stages.resolve_crop(str(cfg.crop), pipe.source) != "random":
-    n = min(n, int(pipe.source.num_items))
-  out, it = [], pipe.iterate(start_batch=0)
-  try:
-    while sum(x.shape[0] for x in out) < n:
-      out.append(np.asarray(next(it)["image"]))
-  finally:
-    it.close()
-  return np.concatenate(out)[:n]
+      evaluation.save_interpolation(self, state, os.path.join(workdir, "interpolation.png"))
 
 
 def load_features(workdir: str, step: int | None = None, devices=None, mesh=None):

@@ -26,9 +26,6 @@ under ``samples/``).
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -36,7 +33,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from livermore_brain.data.spec import InputSpec
-from livermore_brain.gan import losses
+from livermore_brain.gan import evaluation, losses
 from livermore_brain.gan import video_nets as vn
 from livermore_brain.gan.curriculum import Schedule
 from livermore_brain.gan.task import GanTask, gaussian_blur
@@ -196,20 +193,10 @@ class VideoGanTask(GanTask):
     self._eval = None
 
   def on_checkpoint(self, state, workdir: str, pipeline) -> None:
-    from livermore_brain import viz
-
-    step = int(jax.device_get(state.step))
-    clips = self.sample(state, self.fixed_latents(8))
-    stage = int(jax.device_get(state.stage))
-    f, r = self.schedule.frames(stage), self.schedule.resolution(stage)
-    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-    path = viz.image_grid(
-      clips,  # (clips, frames, H, W, C): one clip per row
-      os.path.join(workdir, "samples", f"step_{step:07d}.png"),
-      normalize=False,
-      suptitle=f"step {step}, stage {stage} ({f} frames at {r} px)",
-    )
-    shutil.copyfile(path, os.path.join(workdir, "samples.png"))
+    step, stage = (int(jax.device_get(x)) for x in (state.step, state.stage))
+    title = f"stage {stage} ({self.schedule.frames(stage)} frames at {self.schedule.resolution(stage)} px)"
+    clips = self.sample(state, self.fixed_latents(8))  # (clips, frames, H, W, C): a clip per row
+    evaluation.save_samples(workdir, step, clips, title)
 
 
 def load_features(workdir: str, step: int | None = None, devices=None, mesh=None):

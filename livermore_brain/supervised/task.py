@@ -47,16 +47,6 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
   return convnets.build(config.model.arch, config.model, int(config.model.num_classes))
 
 
-def variable_shardings(mesh: Mesh, boxed, rules):
-  """`NamedSharding`s of flax variables from their logical axis metadata (unboxed tree)."""
-  specs = nn.get_partition_spec(boxed)
-  return jax.tree.map(
-    lambda s: NamedSharding(mesh, shd.logical_to_spec(tuple(s), rules)),
-    specs,
-    is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec),
-  )
-
-
 def init_train_state(model: nn.Module, tx, key, example) -> TrainState:
   """Step 0 of a flax convnet family: ``model``'s variables at ``example``, its optimizer state."""
   variables = nn.unbox(model.init(key, example, train=False))
@@ -71,7 +61,7 @@ def init_train_state(model: nn.Module, tx, key, example) -> TrainState:
 
 def train_state_shardings(mesh: Mesh, boxed, rules, tx, abstract: TrainState) -> TrainState:
   """`TrainState` shardings: variables by their logical axes, optimizer state like its params."""
-  var_sh = variable_shardings(mesh, boxed, rules)
+  var_sh = shd.variable_shardings(mesh, boxed, rules)
   rep = shd.replicated(mesh)
   sh = TrainState(
     step=rep,
@@ -171,15 +161,7 @@ class SupervisedTask(Task):
       )
       return new, {"train/loss": loss, "train/accuracy": acc}
 
-    bsh = {
-      k: NamedSharding(mesh, shd.logical_to_spec(a, rules)) for k, a in self.batch_axes().items()
-    }
-    self._step = jax.jit(
-      train_step,
-      in_shardings=(shardings, bsh),
-      out_shardings=(shardings, shd.replicated(mesh)),
-      donate_argnums=(0,),
-    )
+    self._step = self.jit_step(train_step, mesh, shardings, rules)
     return self._step
 
   # ---- held-out evaluation ----------------------------------------------------------------

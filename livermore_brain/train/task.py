@@ -39,8 +39,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 
+from livermore_brain import sharding as shd
 from livermore_brain.data.spec import InputSpec
 
 # Logical axes of the batch fields the loop can feed to a step (leading axis = the global batch).
@@ -85,6 +86,23 @@ class Task(abc.ABC):
     """Logical axes of every numeric batch field the step reads (host-only fields, e.g. the
     ``tags`` strings, are never sent to the devices)."""
     return {k: BATCH_AXES[k] for k in self.input_spec.fields if k in BATCH_AXES}
+
+  def batch_shardings(self, mesh: Mesh, rules) -> dict:
+    """`NamedSharding` of every `batch_axes` field under ``rules``."""
+    return {
+      k: NamedSharding(mesh, shd.logical_to_spec(a, rules)) for k, a in self.batch_axes().items()
+    }
+
+  def jit_step(self, train_step: Callable, mesh: Mesh, shardings, rules) -> Callable:
+    """``train_step(state, batch) -> (state, metrics)`` jitted the platform's way: the state in
+    and out with ``shardings`` (the input donated), the batch by `batch_shardings`, the metrics
+    replicated."""
+    return jax.jit(
+      train_step,
+      in_shardings=(shardings, self.batch_shardings(mesh, rules)),
+      out_shardings=(shardings, shd.replicated(mesh)),
+      donate_argnums=(0,),
+    )
 
   def abstract_batch(self, batch: int) -> dict[str, jax.ShapeDtypeStruct]:
     """Shapes and dtypes of a global batch of ``batch`` examples, one per `batch_axes` field

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from livermore_brain import sharding as shd
 from livermore_brain.data.spec import InputSpec
@@ -131,15 +131,7 @@ class VideoPredictiveTask(Task):
       new = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
       return new, {"train/loss": loss, "train/copy_last_mse": copy}
 
-    bsh = {
-      k_: NamedSharding(mesh, shd.logical_to_spec(a, rules)) for k_, a in self.batch_axes().items()
-    }
-    self._step = jax.jit(
-      train_step,
-      in_shardings=(shardings, bsh),
-      out_shardings=(shardings, shd.replicated(mesh)),
-      donate_argnums=(0,),
-    )
+    self._step = self.jit_step(train_step, mesh, shardings, rules)
     return self._step
 
   # ---- evaluation and figure ----------------------------------------------------------------
