@@ -42,6 +42,7 @@ from experiments.timing import (
   ceiling_timer,
   cpu_device,
   median,
+  nonmatmul_bytes,
   step_rates,
   step_timer,
 )
@@ -108,21 +109,6 @@ def _range(d: dict, scale: float = 1.0, fmt: str = ",.1f") -> str:
   """``median (min-max)`` of a `_spread`."""
   m, lo, hi = (d[k] * scale for k in ("median", "min", "max"))
   return f"{m:{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
-
-
-def nonmatmul_bytes(costs) -> dict:
-  """Bytes of the compiled program's ops without matmul FLOPs, per `planner.op_group` group and
-  in ``total``: what no matmul kernel can absorb, the program's memory floor beside its matmuls
-  (the matmuls' own fused elementwise work is not in it)."""
-  from livermore_brain import planner
-
-  out = {"total": 0.0}
-  for c in costs:
-    if not c.matmul_flops:
-      g = planner.op_group(c)
-      out[g] = out.get(g, 0.0) + c.bytes
-      out["total"] += c.bytes
-  return out
 
 
 def measure_rounds(timers: dict, rounds: int, predict) -> list[dict]:

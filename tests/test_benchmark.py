@@ -116,3 +116,18 @@ def test_synthetic_batch_has_the_task_fields():
   assert batch["label"].dtype == np.int32 and 0 <= batch["label"].min() <= batch["label"].max() < 10
   with pytest.raises(ValueError, match="num_classes"):
     timing.synthetic_batch(task, 32)
+
+
+def test_nonmatmul_bytes_counts_what_a_slice_copies():
+  """The floor's bytes: ops without matmul FLOPs, by group; a slice counts its result read and
+  written (not its whole operand, as the roofline's per-op bytes do)."""
+  from livermore_brain import roofline
+
+  costs = [
+    roofline.OpCost("dot", "dot", 4e6, 0.0, 0.0, 9e6, "jit(f)/dot_general", 1e6),
+    roofline.OpCost("fusion.1", "fusion", 0.0, 1e5, 0.0, 3e6, "jit(f)/optimizer/add", 1e6),
+    roofline.OpCost("slice_bitcast_fusion", "fusion", 0.0, 0.0, 0.0, 5e6, "jit(f)/slice", 1e6),
+    roofline.OpCost("gather_fusion", "fusion", 0.0, 0.0, 0.0, 4e6, "jit(f)/gather", 2e6),
+  ]
+  got = timing.nonmatmul_bytes(costs)
+  assert got == {"total": 9e6, "optimizer update + projection": 3e6, "other": 2e6, "gathers": 4e6}
