@@ -13,7 +13,11 @@ r"""How close the training step comes to this machine's limit, measured in one r
 3. The input pipeline alone (`livermore_brain.data.measure_throughput`): images/s.
 4. RICA only: the step's matmuls, patch gathers and optimizer update alone (`timing.breakdown`), and
    with ``--also_optimizers=sgd,...`` the same step with those optimizers, in the same rounds
-   against the same matmuls (what the update costs inside the step).
+   against the same matmuls (what the update costs inside the step); ``--also_autodiff``: the
+   same steps with autodiff's gradient of the cost (`rica.autodiff_gradients`), the reference
+   for the hand-written backward. For each step, its floor on this machine: the bytes its
+   compiled non-matmul ops move (`roofline.op_costs`) at the stream bandwidth measured in the
+   same round, as a share of the matmuls' time.
 
 Prints a table and, as its last line, JSON with ``images_per_sec``, ``achieved_gflops``,
 ``ceiling_gflops``, ``fraction_of_ceiling`` and ``data_images_per_sec`` (plus details). The step
@@ -24,6 +28,7 @@ as good as its load: the 1-minute load average is printed next to them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -37,6 +42,7 @@ from experiments.timing import (
   ceiling_timer,
   cpu_device,
   median,
+  nonmatmul_bytes,
   step_rates,
   step_timer,
 )
@@ -63,6 +69,12 @@ _OPTIMIZERS = flags.DEFINE_list(
   [],
   "RICA: also time the step with these optimizers (e.g. sgd,momentum) in "
   "the same rounds, each against the same matmuls alone: what the update costs inside the step.",
+)
+_AUTODIFF = flags.DEFINE_bool(
+  "also_autodiff",
+  False,
+  "RICA: also time each step (the config's optimizer and --also_optimizers) with autodiff's "
+  "gradient of the cost instead of the hand-written backward, in the same rounds.",
 )
 _BREAKDOWN = flags.DEFINE_bool(
   "breakdown", True, "RICA: also time the step's matmuls, patch gathers and optimizer update alone."
@@ -142,13 +154,24 @@ def main(argv):
     step=step_t,
   )
   parts_info = mm_costs = None
+  floors = {"": nonmatmul_bytes(costs)}  # per step variant ("": the config's step)
+  variants = [(name, name, False) for name in _OPTIMIZERS.value]
+  if rica and _AUTODIFF.value:
+    names = [config.optimizer.name, *_OPTIMIZERS.value]
+    variants += [(f"{name}, autodiff", name, True) for name in names]
   if _BREAKDOWN.value and rica:
+    from livermore_brain.layers import rica as rica_lib
+
     part_timers, parts_info, mm_costs = breakdown_timers(config, task)
     timers.update(part_timers)
-    for name in _OPTIMIZERS.value:  # the same step with another update, same rounds
+    for label, name, autodiff in variants:  # the same step, another update or backward
       other = config.copy_and_resolve_references()
       other.optimizer.name = name
-      timers[f"step_{name}"] = step_timer(other, _STEPS.value, _WARMUP.value, real)[1]
+      with rica_lib.autodiff_gradients() if autodiff else contextlib.nullcontext():
+        _, timers[f"step_{label}"], other_costs, _ = step_timer(
+          other, _STEPS.value, _WARMUP.value, real
+        )
+      floors[label] = nonmatmul_bytes(other_costs)
 
   def predict(row):
     dev = cpu_device(row["ceiling"]["gflops"], row["bandwidth"]["gbps"], info["devices"])
@@ -164,12 +187,16 @@ def main(argv):
     out.update(predicted_cpu_seconds=r_cpu["seconds"],
                cpu_over_predicted=row["step"]["step_cpu_seconds"] / r_cpu["seconds"])  # fmt: skip
     if mm_costs is not None:
+      mm_cpu = row["matmul_cpu_seconds"]
       out["predicted_matmul_seconds"] = roofline.predict(mm_costs, dev)["seconds"]
       out["beyond_matmuls"] = row["step"]["step_seconds"] / row["matmul_seconds"] - 1
-      out["beyond_matmuls_cpu"] = row["step"]["step_cpu_seconds"] / row["matmul_cpu_seconds"] - 1
-      for name in _OPTIMIZERS.value:
-        cpu = row[f"step_{name}"]["step_cpu_seconds"]
-        out[f"beyond_matmuls_cpu_{name}"] = cpu / row["matmul_cpu_seconds"] - 1
+      out["beyond_matmuls_cpu"] = row["step"]["step_cpu_seconds"] / mm_cpu - 1
+      # the floor: the non-matmul ops' bytes at stream bandwidth, in CPU time, over the matmuls'
+      out["floor_beyond_matmuls_cpu"] = floors[""]["total"] / (bw_cpu * 1e9) / mm_cpu
+      for label, _, _ in variants:
+        out[f"beyond_matmuls_cpu_{label}"] = row[f"step_{label}"]["step_cpu_seconds"] / mm_cpu - 1
+        out[f"floor_beyond_matmuls_cpu_{label}"] = floors[label]["total"] / (bw_cpu * 1e9) / mm_cpu
+      out["memory_gbps_cpu"] = bw_cpu
     return out
 
   rounds = measure_rounds(timers, _ROUNDS.value, predict)
@@ -209,19 +236,23 @@ def main(argv):
       parts_info,
       **{k: med(lambda r, k=k: r[k]) for k in _PARTS},
       spread={k: spread(lambda r, k=k: r[k]) for k in _PARTS + ("beyond_matmuls",
-                                                                "beyond_matmuls_cpu")},
+              "beyond_matmuls_cpu", "floor_beyond_matmuls_cpu", "memory_gbps_cpu")},
       predicted_matmul_seconds=med(lambda r: r["predicted_matmul_seconds"]),
       beyond_matmuls=med(lambda r: r["beyond_matmuls"]),
       beyond_matmuls_cpu=med(lambda r: r["beyond_matmuls_cpu"]),
     )  # fmt: skip
     parts["matmul_gflops"] = parts["matmul_flops"] / parts["matmul_seconds"] / 1e9
+    parts["nonmatmul_bytes"] = floors[""]
+    # other steps, same rounds: keyed by optimizer, ", autodiff" for autodiff's backward
     parts["optimizers"] = {
-      name: dict(
-        step_seconds=spread(lambda r, n=name: r[f"step_{n}"]["step_seconds"]),
-        step_cpu_seconds=spread(lambda r, n=name: r[f"step_{n}"]["step_cpu_seconds"]),
-        beyond_matmuls_cpu=spread(lambda r, n=name: r[f"beyond_matmuls_cpu_{n}"]),
+      label: dict(
+        step_seconds=spread(lambda r, n=label: r[f"step_{n}"]["step_seconds"]),
+        step_cpu_seconds=spread(lambda r, n=label: r[f"step_{n}"]["step_cpu_seconds"]),
+        beyond_matmuls_cpu=spread(lambda r, n=label: r[f"beyond_matmuls_cpu_{n}"]),
+        floor_beyond_matmuls_cpu=spread(lambda r, n=label: r[f"floor_beyond_matmuls_cpu_{n}"]),
+        nonmatmul_bytes=floors[label],
       )
-      for name in _OPTIMIZERS.value
+      for label, _, _ in variants
     }
   frac = step["achieved_gflops"] / ceiling["gflops"]
   out = dict(
@@ -344,10 +375,19 @@ def format_report(out: dict, config) -> str:
       f"{_range(sp['patches_cpu_seconds'], 1e3, ',.2f')}, update "
       f"{_range(sp['update_cpu_seconds'], 1e3, ',.2f')})",
     ]
+    nb = parts["nonmatmul_bytes"]
+    rows += [
+      f"  {'    floor (non-matmul bytes)':<34}{_range(sp['floor_beyond_matmuls_cpu'], 100, '.0f'):>26}"
+      f" %  ({nb['total'] / 1e6:,.0f} MB at {_range(sp['memory_gbps_cpu'])} GB per CPU-second: "
+      + ", ".join(f"{k} {v / 1e6:,.0f}" for k, v in nb.items() if k != "total")
+      + ")",
+    ]
     for name, o in parts.get("optimizers", {}).items():
       rows.append(
         f"  {'  same step with ' + name:<34}{_range(o['step_cpu_seconds'], 1e3, ',.2f'):>26} CPU-ms"
         f"  = {_range(o['beyond_matmuls_cpu'], 100, '.0f')} % beyond the matmuls' CPU time"
+        f" (floor {_range(o['floor_beyond_matmuls_cpu'], 100, '.0f')} %: "
+        f"{o['nonmatmul_bytes']['total'] / 1e6:,.0f} MB)"
       )
   elif _BREAKDOWN.value:
     rows.append(f"  matmul breakdown: skipped (RICA only; this config's family is {out['family']})")

@@ -92,6 +92,24 @@ def cpu_device(ceiling_gflops: float, memory_gbps: float, devices: int = 1):
                          link_gbps=bw, note="measured in this run")  # fmt: skip
 
 
+def nonmatmul_bytes(costs) -> dict:
+  """Bytes of the compiled program's ops without matmul FLOPs, per `planner.op_group` group and
+  in ``total``: what no matmul kernel can absorb, the program's memory floor beside its matmuls
+  (the matmuls' own fused elementwise work is not in it). A slice counts what it copies (read
+  and written once), not its whole operand as the roofline's per-op bytes do (XLA's rule; RICA's
+  patch bands are such slices: 3x fewer bytes than counted)."""
+  from livermore_brain import planner
+
+  out = {"total": 0.0}
+  for c in costs:
+    if not c.matmul_flops:
+      g = planner.op_group(c)
+      b = 2 * c.result_bytes if c.name.startswith("slice") else c.bytes
+      out[g] = out.get(g, 0.0) + b
+      out["total"] += b
+  return out
+
+
 def synthetic_batch(task, batch: int, num_classes: int | None = None, seed: int = 0) -> dict:
   """Host arrays for every numeric field of ``task``'s batch (`Task.abstract_batch`): standard
   normal float fields (images), integer fields (labels) uniform in ``range(num_classes)``."""

@@ -232,6 +232,7 @@ class OpCost:
   transcendentals: float
   bytes: float
   where: str = ""
+  result_bytes: float = 0.0  # of ``bytes``, what the op writes
 
   @property
   def flops(self) -> float:
@@ -250,11 +251,11 @@ def op_costs(text: str) -> list[OpCost]:
     if i.op in _FREE or _ASYNC_DONE.search(i.op):
       continue
     mm, other, trans = _instr_flops(comps, i, shapes, memo)
-    nbytes = _nbytes(i.arrays) + sum(_nbytes(shapes.get(o, [])) for o in i.operands)
+    result = _nbytes(i.arrays)
+    nbytes = result + sum(_nbytes(shapes.get(o, [])) for o in i.operands)
     where = re.search(r'op_name="([^"]*)"', i.attrs)
-    out.append(
-      OpCost(i.name, i.op, mm, other, trans, float(nbytes), where.group(1) if where else "")
-    )
+    out.append(OpCost(i.name, i.op, mm, other, trans, float(nbytes),
+                      where.group(1) if where else "", float(result)))  # fmt: skip
   return out
 
 

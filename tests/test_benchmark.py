@@ -32,7 +32,7 @@ def test_benchmark_tiny_emits_json():
     [sys.executable, "-m", "experiments.benchmark",
      "--config=experiments/configs/rica_yfcc.py:tiny", "--steps=10", "--warmup=1",
      "--matmul_size=256", "--matmul_repeats=3", "--data_batches=3", "--rounds=1",
-     "--bandwidth_mb=32"],
+     "--bandwidth_mb=32", "--also_autodiff"],
     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
   )  # fmt: skip
   assert out.returncode == 0, out.stderr[-3000:]
@@ -56,6 +56,21 @@ def test_benchmark_tiny_emits_json():
   b = result["breakdown"]
   assert b["beyond_matmuls"] == pytest.approx(measured / b["matmul_seconds"] - 1)
   assert "measured / predicted" in out.stdout and "step beyond its matmuls" in out.stdout
+  # The floor: the step's non-matmul bytes at the stream bandwidth per CPU-second, over the
+  # matmuls' CPU time; those bytes are part of the program's (the roofline's) bytes.
+  nb, sp, (row,) = b["nonmatmul_bytes"], b["spread"], result["rounds"]
+  assert 0 < nb["total"] == pytest.approx(sum(v for k, v in nb.items() if k != "total"))
+  assert nb["total"] < nbytes and nb["optimizer update + projection"] > 0
+  assert sp["floor_beyond_matmuls_cpu"]["median"] == pytest.approx(
+    nb["total"] / (sp["memory_gbps_cpu"]["median"] * 1e9) / row["matmul_cpu_seconds"]
+  )
+  # The same step with autodiff's backward of the cost (the hand-written one's reference), in
+  # the same round: its non-matmul ops move more (it writes the scaled residual before the
+  # products).
+  ref = b["optimizers"]["adam, autodiff"]
+  assert set(b["optimizers"]) == {"adam, autodiff"} and ref["step_cpu_seconds"]["median"] > 0
+  assert ref["nonmatmul_bytes"]["total"] > nb["total"]
+  assert "same step with adam, autodiff" in out.stdout
 
 
 def test_benchmark_breakdown_runs_on_the_step_mesh():
@@ -101,3 +116,18 @@ def test_synthetic_batch_has_the_task_fields():
   assert batch["label"].dtype == np.int32 and 0 <= batch["label"].min() <= batch["label"].max() < 10
   with pytest.raises(ValueError, match="num_classes"):
     timing.synthetic_batch(task, 32)
+
+
+def test_nonmatmul_bytes_counts_what_a_slice_copies():
+  """The floor's bytes: ops without matmul FLOPs, by group; a slice counts its result read and
+  written (not its whole operand, as the roofline's per-op bytes do)."""
+  from livermore_brain import roofline
+
+  costs = [
+    roofline.OpCost("dot", "dot", 4e6, 0.0, 0.0, 9e6, "jit(f)/dot_general", 1e6),
+    roofline.OpCost("fusion.1", "fusion", 0.0, 1e5, 0.0, 3e6, "jit(f)/optimizer/add", 1e6),
+    roofline.OpCost("slice_bitcast_fusion", "fusion", 0.0, 0.0, 0.0, 5e6, "jit(f)/slice", 1e6),
+    roofline.OpCost("gather_fusion", "fusion", 0.0, 0.0, 0.0, 4e6, "jit(f)/gather", 2e6),
+  ]
+  got = timing.nonmatmul_bytes(costs)
+  assert got == {"total": 9e6, "optimizer update + projection": 3e6, "other": 2e6, "gathers": 4e6}

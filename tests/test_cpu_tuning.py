@@ -39,7 +39,7 @@ from experiments.configs import rica_yfcc
 from livermore_brain import cpu_tuning, sharding as shd
 from livermore_brain.rica import step as step_lib
 from livermore_brain.rica.task import RicaTask
-config = rica_yfcc.get_config("cpu")  # its step needs a 71 MB temporary buffer
+config = rica_yfcc.get_config("cpu")  # its step needs a 55 MB temporary buffer
 task = RicaTask(config)
 mesh, rules = shd.make_mesh(config.mesh), shd.rules_from_config(config.get("rules"))
 shardings = task.state_shardings(mesh, rules)
@@ -76,6 +76,7 @@ def test_tuned_training_step_reuses_its_temporary_buffer():
   untuned, temp, n_off = _step_faults("0")
   tuned, _, n_on = _step_faults("1")
   pages = temp / os.sysconf("SC_PAGE_SIZE")
-  assert n_off == 0 and n_on == 2 and temp > 64e6
+  # above glibc's largest dynamic mmap threshold (32 MiB on 64-bit): malloc maps it afresh
+  assert n_off == 0 and n_on == 2 and temp > 32 * 2**20
   assert untuned > 0.5 * pages, (untuned, pages)  # the buffer is mapped afresh every step
   assert tuned < 0.02 * pages, (tuned, pages)  # reused: no faults in a typical step

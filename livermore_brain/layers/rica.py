@@ -31,9 +31,19 @@ Pooling is local to one location's features, so it shards exactly like the layer
 
 Costs are averaged over the batch and over (real) locations; the reconstruction and sparsity terms
 are reported separately, so ``loss = reconstruction + lam * sparsity``.
+
+The patch-mode cost without pooling (every preset's) has a hand-written backward (`_patch_cost`):
+the same gradient as autodiff's, with fewer passes over the ``(L, B, D)`` residual (see
+`_patch_cost_bwd`); its forward values are bitwise autodiff's, its gradients differ in the last
+bits. ``with autodiff_gradients():`` traces autodiff's instead (the reference the tests and
+``experiments.benchmark --also_autodiff`` compare with).
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -119,6 +129,9 @@ def cost(
   """
   if mode not in MODES:
     raise ValueError(f"{g.name}: reconstruction mode must be one of {MODES}, got {mode!r}")
+  if mode == "patch" and pool_group == 1 and not getattr(_AUTODIFF, "on", False):
+    rec, sparse = _patch_cost(params["w"], params["alpha"], params["b"], x, g.num_locations, eps)
+    return rec + lam * sparse, {"reconstruction": rec, "sparsity": sparse}
   b = x.shape[1]
   mask = g.location_mask().astype(jnp.float32)
   n = jnp.float32(b * g.num_locations)
@@ -145,6 +158,80 @@ def cost(
     rec = jnp.sum(jnp.square(diff.astype(jnp.float32))) / n
   loss = rec + lam * sparse
   return loss, {"reconstruction": rec, "sparsity": sparse}
+
+
+_AUTODIFF = threading.local()
+
+
+@contextlib.contextmanager
+def autodiff_gradients():
+  """Within this block (at trace time) `cost` differentiates by autodiff everywhere: the
+  reference for `_patch_cost`'s hand-written backward."""
+  prev = getattr(_AUTODIFF, "on", False)
+  _AUTODIFF.on = True
+  try:
+    yield
+  finally:
+    _AUTODIFF.on = prev
+
+
+def _patch_forward(w, alpha, b, x, num_real: int, eps: float):
+  """`cost`'s patch-mode forward, op for op (so its values are bitwise the autodiff path's),
+  plus what the backward reads: ``W x``, ``z``, the residual ``d = x_hat - x`` and
+  ``sqrt(z^2 + eps)``."""
+  mask = (jnp.arange(x.shape[0]) < num_real).astype(jnp.float32)
+  n = jnp.float32(x.shape[1] * num_real)
+  wx = jnp.einsum("lbd,lkd->lbk", x, w.astype(x.dtype))
+  z = alpha.astype(x.dtype)[:, None, None] * wx
+  d = jnp.einsum("lbk,lkd->lbd", z, w.astype(x.dtype)) + b.astype(x.dtype)[:, None, :] - x
+  sq = jnp.sqrt(jnp.square(z.astype(jnp.float32)) + eps)
+  sparse = jnp.sum(jnp.sum(sq, axis=(1, 2)) * mask) / n
+  rec = jnp.sum(jnp.sum(jnp.square(d.astype(jnp.float32)), axis=(1, 2)) * mask) / n
+  return (rec, sparse), (wx, z, d, sq, mask / n)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _patch_cost(w, alpha, b, x, num_real: int, eps: float):
+  """``(reconstruction, sparsity)`` of patches ``x`` ``(L_pad, B, D)``, the first ``num_real``
+  locations real (patch mode, no pooling)."""
+  return _patch_forward(w, alpha, b, x, num_real, eps)[0]
+
+
+def _patch_cost_fwd(w, alpha, b, x, num_real, eps):
+  out, (wx, z, d, sq, c) = _patch_forward(w, alpha, b, x, num_real, eps)
+  return out, (w, alpha, x, wx, z, d, sq, c)
+
+
+def _patch_cost_bwd(num_real, eps, res, cts):
+  """The cost's gradient with the per-location scales applied to the products' small results.
+
+  With ``c = mask / N`` and the terms' cotangents ``g_r``, ``g_s`` (``loss = r + lam s``)::
+
+      dz = 2 c g_r (d W^T) + c g_s z / sqrt(z^2 + eps)           (L, B, K)
+      dW = 2 c g_r (z^T d) + alpha dz^T x,   db = 2 c g_r sum_b d,   dalpha = sum dz * (W x)
+
+  Autodiff first materializes ``2 c g_r d`` (a read and a write of the ``(L, B, D)`` residual)
+  and feeds that to both products and the bias reduction; here the products read ``d`` itself
+  and the scale multiplies their ``(L, B, K)`` and ``(L, K, D)`` results, inside the fusions
+  that already add their other terms. The sums are the same; their rounding is not (the scale
+  is applied after the products instead of before), so the gradients match autodiff's to float32
+  rounding, not bitwise (tests/test_rica.py)."""
+  w, alpha, x, wx, z, d, sq, c = res
+  g_rec, g_sp = cts
+  dt = x.dtype
+  two_cr = (2.0 * g_rec * c).astype(dt)[:, None, None]  # (L, 1, 1)
+  cs = (g_sp * c)[:, None, None]
+  wt = w.astype(dt)
+  dz = two_cr * jnp.einsum("lbd,lkd->lbk", d, wt) + (cs * z / sq).astype(dt)
+  dwx = alpha.astype(dt)[:, None, None] * dz
+  dw = two_cr * jnp.einsum("lbk,lbd->lkd", z, d) + jnp.einsum("lbk,lbd->lkd", dwx, x)
+  db = two_cr[:, 0] * jnp.sum(d, axis=1)
+  dalpha = jnp.sum((dz * wx).astype(jnp.float32), axis=(1, 2))
+  dx = jnp.einsum("lbk,lkd->lbd", dwx, wt) - two_cr * d  # dropped (DCE) when x is not trained
+  return dw.astype(w.dtype), dalpha.astype(alpha.dtype), db.astype(w.dtype), dx
+
+
+_patch_cost.defvjp(_patch_cost_fwd, _patch_cost_bwd)
 
 
 def apply(params: dict, image: jax.Array, g: LocalGeometry) -> jax.Array:
