@@ -55,6 +55,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.input_scale = 0.0
   c.max_features = 8192
   c.random_seed = -1  # the random-init twins' seed; -1 = each run's seed + 1
+  # Random-init twins per run (probe rows): their errors averaged per label subset, the expected
+  # error of a random network rather than one draw's (twins' seeds: the first's + 1000 j).
+  c.random_twins = 1
   c.probe_seeds = 3  # label subsets (seeds seed, seed + 1, ...); errors are mean ± sd over them
   c.l2 = "1e-4,1e-3,1e-2,1e-1"  # L2 strengths; several = chosen on a 20% holdout of the labels
   c.max_iter = 500  # L-BFGS iterations per probe
