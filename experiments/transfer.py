@@ -18,7 +18,9 @@ extractor; the table has one row per system and layer, in the report's Fig. 4 fo
 * **finetune** (``finetune`` or ``both``): the backbone is trained further with the N labels,
   under a linear softmax head (`eval.finetune`; rows ``(fine-tuned)``);
 * every run's random-initialization twin (``fx.random_network()``), the same layers, the same way
-  (rows ``(random init)``); ``raw pixels`` once (the images at the data set's native size, e.g.
+  (rows ``(random init)``; with ``--config.random_twins=K`` the probe row is the mean of K random
+  networks per label subset, seeds ``seed + 1 + 1000 j``: the expected error of random weights,
+  not one draw's); ``raw pixels`` once (the images at the data set's native size, e.g.
   28x28x1 for MNIST); the report's own rows (``--config.reference``);
 * every error is the mean ± sd (ddof=1) over ``probe_seeds`` label subsets (seeds ``seed``,
   ``seed + 1``, ...; each nested in N, `linear_probe.label_subset`), the same subsets for every
@@ -31,19 +33,25 @@ there is one, else ``runs/transfer``) and prints the table. ``transfer.json``::
     {"dataset": str, "available_labels": int, "n_test": int, "mode": str,
      "label_counts": {requested: used}, "probe_seeds": [int], "out_dir": str,
      "runs": [{"workdir", "system", "train_seed", "seed_group" (str | null), "family", "arch",
-               "step", "input_shape", "layers", "pools": {layer: grid | null}, "random_seed"}],
+               "step", "input_shape", "layers", "pools": {layer: grid | null}, "random_seed",
+               "random_twins": [names]}],
      "rows": {label: {"kind": "raw_pixels" | "trained" | "random_init" | "reference",
                       "method": "probe" | "finetune" | "published", "system", "workdir",
                       "layer", "dim",
                       "cells": {requested: {"error" (mean), "sd", "errors" (per seed),
-                                            "seeds", "n_train", "n_test", ...}}}},
+                                            "seeds", "n_train", "n_test", "twin_errors"
+                                            (K > 1 twins: per twin, per seed), ...}}}},
      "differences": [{"a", "b", "labels", "mean", "sd", "seeds", "exceeds_noise"}],
      "over_seeds": {label: {"kind", "method", "group", "layer", "systems",
-                            "cells": {requested: {"error", "sd", "errors" (per run), "n_train"}}}}}
+                            "cells": {requested: {"error", "sd", "errors" (per run), "n_train"}}}},
+     "seed_differences": [{"a", "b", "labels", "runs", "per_run", "mean", "sd", "ratio",
+                           "unpaired"}]}}
 
 Runs whose configs differ only in ``seed`` (e.g. ``gan_compare``'s ``<arm>-s0``, ``<arm>-s1``)
 form a group (`transfer_report.seed_groups`); ``over_seeds`` and the markdown's "Over training
-seeds" table give each group's rows as mean ± sd over its runs of their per-run mean errors.
+seeds" table give each group's rows as mean ± sd over its runs of their per-run mean errors;
+``seed_differences`` (`transfer_report.seed_differences`) each group's trained − random init over
+the runs, paired (|mean| / sd) and unpaired.
 
 `transfer` is importable (notebooks call it: ``transfer(workdir_or_list, config)``) and defines
 no flags; they exist only when run as a program.
@@ -72,6 +80,7 @@ from livermore_brain.eval import linear_probe
 from livermore_brain.eval.transfer_report import (  # noqa: F401
   differences,
   over_training_seeds,
+  seed_differences,
   seed_groups,
   to_markdown,
 )
@@ -192,6 +201,9 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
   specs = parse_layers(config.layers)
   step = None if int(config.step) < 0 else int(config.step)
   rseed = None if int(config.random_seed) < 0 else int(config.random_seed)
+  n_twins = int(config.random_twins)
+  if n_twins < 1:
+    raise ValueError(f"random_twins must be >= 1, got {n_twins}")
   bs, pool_mode = int(config.batch_size), str(config.pool_mode)
   if pool_mode not in ("avg", "max", "l2"):
     raise ValueError(f"pool_mode must be avg, max or l2, got {pool_mode!r}")
@@ -316,6 +328,10 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
   runs = []
   for fx, wd, name, srcs, pool, rc in zip(fxs, workdirs, names, layers, pools, configs):
     rnd = fx.random_network(rseed)
+    # More twins (probe rows): seeds the first one's + 1000 j, so no twin of one training seed is
+    # another seed's twin (runs' twins stay independent across training seeds).
+    first = int(rseed if rseed is not None else int(rc.get("seed", 0)) + 1)
+    extra = [fx.random_network(first + 1000 * j) for j in range(1, n_twins)]
     images = at_input(fx.input_shape)
     runs.append(
       dict(
@@ -330,6 +346,7 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
         pools=pool,
         random_seed=rseed,
         random_network=rnd.name,
+        random_twins=[rnd.name] + [r.name for r in extra],
         readout=readout_of(fx),
       )
     )
@@ -343,6 +360,14 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
         )
       return cache[key]
 
+    def twin_feats(net, parts, images=images, pool=pool):
+      """An extra twin's features, not cached (one twin's at a time in memory)."""
+      pair = [
+        tuple(net.features(x, p, pool[p], pool_mode=pool_mode, batch_size=bs) for x in images)
+        for p in parts
+      ]
+      return tuple(np.concatenate([q[j] for q in pair], axis=1) for j in (0, 1))
+
     for src in srcs:
       parts = src.split("+")
       meta = dict(system=name, workdir=wd, layer=src)
@@ -352,9 +377,12 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
           pair = [feats(net, p) for p in parts]
           xtr, xte = (np.concatenate([q[j] for q in pair], axis=1) for j in (0, 1))
           label = f"{name}: {src} ({tag or 'trained'})"
-          rows[label] = dict(
-            kind=kind, method="probe", **meta, dim=int(xtr.shape[1]), cells=probe(label, xtr, xte)
-          )
+          cells = probe(label, xtr, xte)
+          if kind == "random_init" and extra:
+            cells = mean_of_twins(
+              [cells] + [probe(f"{label} {r.name}", *twin_feats(r, parts)) for r in extra]
+            )
+          rows[label] = dict(kind=kind, method="probe", **meta, dim=int(xtr.shape[1]), cells=cells)
       cache.clear()  # features of the next layer are computed afresh; free these
       if mode in ("finetune", "both"):
         # fn depends on the architecture only (the extractor interface): both twins share it,
@@ -405,6 +433,7 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
     "differences": diffs,
     "over_seeds": over_training_seeds(rows, runs),
   }
+  out["seed_differences"] = seed_differences(out["over_seeds"])
   md = to_markdown(out, config)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "transfer.json"), "w") as f:
@@ -413,6 +442,20 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
     f.write(md)
   log(md)
   log(f"wrote {os.path.join(out_dir, 'transfer.json')} and transfer.md")
+  return out
+
+
+def mean_of_twins(cells: list[dict]) -> dict:
+  """Several random twins' cells ``{count: cell}`` as one: per label subset the mean error over
+  the twins (``twin_errors``: per twin, its errors), then mean ± sd over the subsets as usual."""
+  out = {}
+  for col, first in cells[0].items():
+    per_twin = [c[col]["errors"] for c in cells]
+    errs = np.mean(np.asarray(per_twin, np.float64), axis=0)
+    extra = {k: v for k, v in first.items() if k not in ("error", "sd", "errors", "seeds", "l2")}
+    out[col] = linear_probe.cell(
+      errs, first["seeds"], **extra, twin_errors=[[float(e) for e in t] for t in per_twin]
+    )
   return out
 
 

@@ -57,7 +57,7 @@ def small_config(out_dir, **overrides):
 
 
 def test_one_table_over_two_runs(planted, rica_tiny, tmp_path):
-  cfg = small_config(tmp_path / "table", layers="layer1", mode="both")
+  cfg = small_config(tmp_path / "table", layers="layer1", mode="both", random_twins=2)
   out = transfer.transfer([rica_tiny, planted], cfg, log=lambda *_: None, devices=ONE)
   names = [r["system"] for r in out["runs"]]
   assert names == [f"{os.path.basename(rica_tiny)} (rica)", f"{os.path.basename(planted)} (rica)"]
@@ -68,6 +68,15 @@ def test_one_table_over_two_runs(planted, rica_tiny, tmp_path):
   assert out["label_counts"] == {"30": 30, "1000": 300} and out["probe_seeds"] == [0, 1, 2]
   # The random-init twin of each architecture: same layer, other weights, own rows.
   assert all(r["random_network"].startswith("random (seed") for r in out["runs"])
+  # Two twins per run (probe rows), the second seeded 1000 above the first; per label subset
+  # the row holds their mean.
+  for r in out["runs"]:
+    first = int(r["random_network"].split()[-1][:-1])
+    assert r["random_twins"] == [r["random_network"], f"random (seed {first + 1000})"]
+  twin = out["rows"][f"{names[0]}: layer1 (random init)"]["cells"]["30"]
+  per_twin = np.asarray(twin["twin_errors"])
+  assert per_twin.shape == (2, 3) and not np.array_equal(per_twin[0], per_twin[1])
+  np.testing.assert_allclose(twin["errors"], per_twin.mean(axis=0))
   assert out["rows"][f"{names[1]}: layer1 (trained)"]["dim"] == 2  # abs readout
   assert out["rows"][f"{names[0]}: layer1 (random init)"]["dim"] == 6 * 6 * 8
   for label, row in out["rows"].items():
@@ -258,3 +267,43 @@ def test_runs_differing_only_in_seed_are_averaged_over_seeds():
   md = tr.to_markdown(out, transfer_config.get_config("fast"))
   assert "## Over training seeds" in md
   assert "| none (gan; seeds 0, 1): conv8 (trained) | 12.00 ± 2.83% |" in md
+
+
+def test_several_random_twins_average_per_label_subset(planted, tmp_path):
+  cells = [
+    {"30": lp.cell([0.1, 0.2, 0.3], [0, 1, 2], n_train=30, n_test=100, l2=[1e-2] * 3)},
+    {"30": lp.cell([0.3, 0.2, 0.5], [0, 1, 2], n_train=30, n_test=100, l2=[1e-1] * 3)},
+  ]
+  twin = transfer.mean_of_twins(cells)["30"]
+  np.testing.assert_allclose(twin["errors"], [0.2, 0.2, 0.4])
+  assert twin["error"] == pytest.approx(0.8 / 3) and twin["sd"] == pytest.approx(0.2 / np.sqrt(3))
+  assert twin["twin_errors"] == [[0.1, 0.2, 0.3], [0.3, 0.2, 0.5]] and twin["seeds"] == [0, 1, 2]
+  assert twin["n_train"] == 30 and twin["n_test"] == 100
+  with pytest.raises(ValueError, match="random_twins must be >= 1"):
+    transfer.transfer(planted, small_config(tmp_path, random_twins=0))
+
+
+def test_trained_minus_twin_over_training_seeds():
+  from livermore_brain.eval import transfer_report as tr
+
+  trained, twins = [0.050, 0.052, 0.049, 0.051], [0.060, 0.055, 0.064, 0.058]
+  systems = [f"r-s{i} (rica)" for i in range(4)]
+
+  def entry(kind, errs):
+    mean, sd = float(np.mean(errs)), float(np.std(errs, ddof=1))
+    return dict(
+      kind=kind, method="probe", group="r (rica; seeds 0, 1, 2, 3)", layer="layer1",
+      systems=systems, cells={"1000": dict(error=mean, sd=sd, errors=errs, n_train=1000)},
+    )  # fmt: skip
+
+  over = {
+    "r (rica; seeds 0, 1, 2, 3): layer1 (trained)": entry("trained", trained),
+    "r (rica; seeds 0, 1, 2, 3): layer1 (random init)": entry("random_init", twins),
+  }
+  (d,) = tr.seed_differences(over)
+  diff = np.subtract(trained, twins)
+  assert d["per_run"] == pytest.approx(diff.tolist()) and d["runs"] == 4
+  assert d["mean"] == pytest.approx(diff.mean()) and d["sd"] == pytest.approx(diff.std(ddof=1))
+  assert d["ratio"] == pytest.approx(abs(diff.mean()) / diff.std(ddof=1))
+  spread = np.hypot(np.std(trained, ddof=1), np.std(twins, ddof=1))
+  assert d["unpaired"] == pytest.approx((np.mean(twins) - np.mean(trained)) / spread)

@@ -116,6 +116,47 @@ def over_training_seeds(rows: dict, runs: list[dict]) -> dict:
   return out
 
 
+def seed_differences(over: dict) -> list[dict]:
+  """Trained − random init over training seeds, per group, layer and label count (probe rows of
+  `over_training_seeds`).
+
+  ``paired``: per run, its trained error minus its own twin's (each the mean over the label
+  subsets), then mean ± sd (ddof=1) over the runs, and ``ratio`` = |mean| / sd (the issue's "more
+  than 3 sd over seeds" is ``ratio > 3``). ``unpaired``: the twins' mean minus the trained mean
+  over sqrt(sd_trained² + sd_twin²), i.e. in sds of the difference between one trained and one
+  random network drawn independently. None where fewer than 2 runs or no spread."""
+  out = []
+  for key, a in over.items():
+    if a["kind"] != "trained" or a["method"] != "probe":
+      continue
+    b = over.get(key.rsplit(" (", 1)[0] + " (random init)")
+    if b is None:
+      continue
+    for col, ca in a["cells"].items():
+      cb = b["cells"].get(col)
+      if cb is None:
+        continue
+      ea = dict(zip(a["systems"], ca["errors"]))
+      pairs = [(ea[s], e) for s, e in zip(b["systems"], cb["errors"]) if s in ea]
+      d = np.array([x - y for x, y in pairs], np.float64)
+      mean, sd = linear_probe.summarize(d)
+      spread = math.hypot(ca["sd"] or 0.0, cb["sd"] or 0.0)
+      out.append(
+        dict(
+          a=key,
+          b=key.rsplit(" (", 1)[0] + " (random init)",
+          labels=col,
+          runs=int(d.size),
+          per_run=[float(v) for v in d],
+          mean=mean,
+          sd=sd,
+          ratio=None if not sd else abs(mean) / sd,
+          unpaired=None if not spread else (cb["error"] - ca["error"]) / spread,
+        )
+      )
+  return out
+
+
 def _describe_difference(d: dict) -> str:
   sd = "" if d["sd"] is None else f" ± {100 * d['sd']:.2f}"
   base, tag_a = d["a"].rsplit(" (", 1)
@@ -128,6 +169,17 @@ def _describe_difference(d: dict) -> str:
   return (
     f"- {base}: ({tag_a} − ({tag_b}, {d['labels']} labels: "
     f"{100 * d['mean']:+.2f}{sd} points ({d['seeds']} paired seeds): {verdict}"
+  )
+
+
+def _describe_seed_difference(d: dict) -> str:
+  sd = "" if d["sd"] is None else f" ± {100 * d['sd']:.2f}"
+  ratio = "—" if d["ratio"] is None else f"{d['ratio']:.1f}"
+  unpaired = "—" if d["unpaired"] is None else f"{d['unpaired']:.1f}"
+  per = " / ".join(f"{100 * v:+.2f}" for v in d["per_run"])
+  return (
+    f"- {d['a'].rsplit(' (', 1)[0]}, {d['labels']} labels: paired {100 * d['mean']:+.2f}{sd} "
+    f"points over {d['runs']} runs ({per}), |mean| / sd {ratio}; unpaired {unpaired} sd"
   )
 
 
@@ -200,4 +252,13 @@ def to_markdown(out: dict, config) -> str:
         {label: row["cells"] for label, row in out["over_seeds"].items()}, title="features"
       ),
     ]
+    if out.get("seed_differences"):
+      lines += [
+        "Trained − random init over training seeds (paired: each run minus its own twin, then "
+        "mean ± sd over the runs, |mean| / sd; unpaired: twins' mean − trained mean over "
+        "√(sd_trained² + sd_twin²)):",
+        "",
+      ]
+      lines += [_describe_seed_difference(d) for d in out["seed_differences"]]
+      lines.append("")
   return "\n".join(lines)
