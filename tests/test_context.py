@@ -92,6 +92,9 @@ def test_sampler_cuts_the_right_patch_at_the_right_place(t):
   images = planted(64, side)
   s = jax.jit(lambda k, x: patches.sample(k, x, t, g))(jax.random.key(3), images)
   s = jax.tree.map(np.asarray, s)
+  # The same draw with the arrangement named in the turned image's frame: same patches.
+  named = jax.tree.map(np.asarray, patches.sample(jax.random.key(3), images, t, g, frame="turned"))
+  np.testing.assert_array_equal(named["patches"], s["patches"])
   assert s["patches"].shape == (64, t.num_patches, 6, 6, 3)
   p = g.patch
   turn = {tuple(map(tuple, r)): a for a, r in enumerate(t.cells)}  # cells -> base class
@@ -109,6 +112,8 @@ def test_sampler_cuts_the_right_patch_at_the_right_place(t):
     for _ in range(r):
       cells = np.stack([2 - cells[:, 1], cells[:, 0]], -1)  # a cell under one rot90
     assert tuple(map(tuple, cells)) in turn  # the table is closed under the turn
+    # frame="turned" names exactly those turned cells (slot for slot), with the same rotation
+    assert t.split(named["label"][i]) == (turn[tuple(map(tuple, cells))], r)
     for k in range(t.num_patches):
       y, x = s["corner"][i, k]
       yy, xx = y, x
@@ -309,7 +314,7 @@ def test_a_planted_image_is_solved_by_the_trained_towers_in_a_few_steps():
   solve it in 40 steps on fresh draws from other images (chance 1/20). Flips off: a flip would
   mirror the planted x coordinate. (The rotation part, read from a slope inside 10-px patches,
   takes longer; the sampler test checks the turned patches pixel for pixel.)"""
-  c = tiny(arrangement="triple", **{"context.flip": False})
+  c = tiny(arrangement="triple", **{"context.flip": False, "context.frame": "upright"})
   c.optimizer.update(learning_rate=1e-2, schedule="constant", warmup_steps=0)
   task = ContextTask(c)
   mesh = shd.make_mesh("data:1,model:1", jax.devices()[:1])

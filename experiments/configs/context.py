@@ -43,6 +43,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # triple: "joint" (one softmax over the 80 classes) or "factored" (a 20-way arrangement
       # head and a 4-way rotation head, losses summed; the class is the pair of their argmaxes)
       head="factored",
+      # triple: the frame naming the arrangement part of the label (`context.patches.sample`):
+      # "turned" (the cells of the turned image: readable from the patches' layout alone, e.g.
+      # across the gaps of a texture) or "upright" (the photograph's cells: needs "which way is
+      # up" as well; measured worse on held-out photographs, docs/context.md)
+      frame="turned",
     )
   )
   c.model = ml_collections.ConfigDict(convnets.PRESETS["imagenet" if preset == "yfcc" else preset])
@@ -82,10 +87,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.random_crop_min_scale = 0.3
     c.eval.update(source="builtin:test", batch_size=64, batches=4, draws=4)
     c.batch_size = 64
-    c.num_steps = 1000
+    c.num_steps = 2000
     c.log_every = 50
-    c.eval_every = 250
-    c.checkpoint_every = 250
+    c.eval_every = 500
+    c.checkpoint_every = 500
     c.optimizer.learning_rate = 2e-3
     c.optimizer.warmup_steps = 50
   else:  # imagenet / yfcc: Doersch's patch sizes on 398-px crops, GPU nodes

@@ -74,6 +74,23 @@ class Arrangements:
     """``label`` -> ``(base, rotation)``."""
     return label % self.num_base, label // self.num_base
 
+  def turn_map(self) -> np.ndarray:
+    """``(rotations, num_base)``: ``m[r, a]`` is the base arrangement whose cells, slot for slot,
+    are those of ``a`` after ``r`` counter-clockwise quarter turns of the grid (``rot90``: cell
+    ``(row, col)`` -> ``(2 - col, row)``) — how a sample cut at ``a`` of the photograph is named
+    in the frame of the turned image. Needs the table closed under the turn."""
+    index = {tuple(map(tuple, c)): a for a, c in enumerate(self.cells)}
+    out = np.zeros((self.rotations, self.num_base), np.int32)
+    for a, cells in enumerate(self.cells):
+      c = cells
+      for r in range(self.rotations):
+        key = tuple(map(tuple, c))
+        if key not in index:
+          raise ValueError(f"table {self.name} is not closed under a quarter turn: {key}")
+        out[r, a] = index[key]
+        c = np.stack([2 - c[:, 1], c[:, 0]], -1)
+    return out
+
   def describe(self, label: int) -> str:
     a, r = self.split(int(label))
     kind = self.kinds[a] if self.kinds else f"#{a}"

@@ -44,7 +44,13 @@ def task_samples(task, images, path: str, n: int = 8, seed: int = 0) -> str:
     ax.imshow(canvas, interpolation="nearest")
     ax.set_title(f"class {int(s['label'][i])}: {t.describe(int(s['label'][i]))}", fontsize=8)
     ax.axis("off")
-  fig.suptitle(f"{t.name} task: patches at their grid cells (slot numbers in yellow)", fontsize=9)
+  title = f"{t.name} task: patches at their grid cells of the photograph (slots in yellow)"
+  if t.rotations > 1:  # which frame the arrangement part of the label names
+    frame = str(task.config.context.get("frame", "upright"))
+    title += "; each turned by its rotation, the label naming the cells of the " + (
+      "turned image" if frame == "turned" else "photograph"
+    )
+  fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   return viz._save(fig, path)  # noqa: SLF001 - the package's one PNG writer
 

@@ -39,6 +39,7 @@ import numpy as np
 from livermore_brain.context.arrangements import Arrangements
 
 COLOR_GUARDS = ("none", "project", "drop", "gray")
+FRAMES = ("upright", "turned")  # which frame names a rotated sample's arrangement (`sample`)
 # Doersch's "projection": remove each pixel's component along the green-magenta axis, where
 # lenses' chromatic aberration shows (green and magenta shifted toward gray).
 GREEN_MAGENTA = np.array([-1.0, 2.0, -1.0], np.float32) / np.sqrt(6.0)
@@ -98,8 +99,16 @@ def sample(
   table: Arrangements,
   geom: Geometry,
   flip: bool = True,
+  frame: str = "upright",
 ) -> dict[str, jax.Array]:
-  """One arrangement per image of ``images`` ``(B, H, W, C)``; see the module docstring."""
+  """One arrangement per image of ``images`` ``(B, H, W, C)``; see the module docstring.
+
+  ``frame`` (tables with rotations): the frame that names the arrangement part of the label —
+  ``upright``, the cells cut from the photograph, or ``turned``, the cells of the turned image
+  those patches are (`Arrangements.turn_map`). The patches are the same either way; ``upright``
+  (returned as ``base``) is always the photograph's cells."""
+  if frame not in FRAMES:
+    raise ValueError(f"frame {frame!r}: choose one of {', '.join(FRAMES)}")
   b, h, w, c = images.shape
   if min(h, w) < geom.min_side:
     raise ValueError(
@@ -126,9 +135,12 @@ def sample(
   k = table.num_patches
   turned = _rotate(patches.reshape(b * k, p, p, c), jnp.repeat(rot, k), table.rotations)
   patches = turned.reshape(b, k, p, p, c)
+  named = base
+  if frame == "turned" and table.rotations > 1:
+    named = jnp.asarray(table.turn_map())[rot, base]
   return {
     "patches": patches,
-    "label": table.label(base, rot).astype(jnp.int32),
+    "label": table.label(named, rot).astype(jnp.int32),
     "base": base,
     "rotation": rot,
     "flipped": flipped,

@@ -150,7 +150,10 @@ class ContextTask(Task):
     """Patches ``(B, K, P, P, C)`` and labels of one arrangement per image (`patches.sample`),
     with the guards applied when ``augment``; deterministic in ``key``."""
     k_s, k_a = jax.random.split(key)
-    s = patches.sample(k_s, images, self.table, self.geom, bool(self.config.context.flip))
+    c = self.config.context
+    s = patches.sample(
+      k_s, images, self.table, self.geom, bool(c.flip), str(c.get("frame", "upright"))
+    )
     if augment:
       s["patches"] = patches.augment(k_a, s["patches"], self.guards)
     return s
