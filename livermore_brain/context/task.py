@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from livermore_brain import sharding as shd
 from livermore_brain.context import arrangements, patches
@@ -188,11 +188,6 @@ class ContextTask(Task):
     (pa, pr), (la, lr) = self.table.split(pred), self.table.split(labels)
     return {"accuracy": pred == labels, "arrangement": pa == la, "rotation": pr == lr}
 
-  def _batch_shardings(self, mesh, rules):
-    return {
-      k: NamedSharding(mesh, shd.logical_to_spec(a, rules)) for k, a in self.batch_axes().items()
-    }
-
   def step_fn(self, step: int, mesh: Mesh, shardings, rules):
     if self._step is not None:
       return self._step
@@ -219,12 +214,7 @@ class ContextTask(Task):
           out[f"train/{k}" if k == "accuracy" else f"train/{k}_accuracy"] = jnp.mean(v)
       return new, out
 
-    self._step = jax.jit(
-      train_step,
-      in_shardings=(shardings, self._batch_shardings(mesh, rules)),
-      out_shardings=(shardings, shd.replicated(mesh)),
-      donate_argnums=(0,),
-    )
+    self._step = self.jit_step(train_step, mesh, shardings, rules)
     return self._step
 
   # ---- held-out evaluation ----------------------------------------------------------------
@@ -263,7 +253,7 @@ class HeldOut:
       process_count=jax.process_count(),
       workdir=workdir,
     )
-    self.bsh = task._batch_shardings(mesh, rules)
+    self.bsh = task.batch_shardings(mesh, rules)
     base = jax.random.key(task.seed + EVAL_KEY)
 
     def counts(params, batch_stats, images, i):
