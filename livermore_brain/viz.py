@@ -177,22 +177,36 @@ def image_grid(
     raise ValueError(
       f"titles: expected {r} (one per row) or {n} (one per image), got {len(titles)}"
     )
-  fig = Figure(figsize=(1.3 * c + (1.0 if titles and not per_image else 0.2), 1.3 * r + 0.4))
-  axes = fig.subplots(r, c, squeeze=False)
+  # One mosaic in one axes (white gaps; a title row above each tile when there are per-image
+  # titles): a subplot per image cost ~12 ms each to lay out and draw, 0.8 s for a GAN's 8x8
+  # sample grid at every checkpoint.
+  h, w = x.shape[2:4]
+  gap_x = max(1, round(0.12 * w))
+  gap_y = max(gap_x, round(0.3 * h)) if per_image else gap_x
+  out = np.ones((r * (h + gap_y) + gap_x, c * (w + gap_x) + gap_x, x.shape[-1]), np.float32)
   for i in range(r):
     for j in range(c):
-      ax = axes[i, j]
-      ax.set_xticks([])
-      ax.set_yticks([])
       img = x[i, j]
-      if np.isnan(img).all():
-        ax.axis("off")
-        continue
-      _show(ax, _minmax(img) if normalize else img)
-      if per_image:
-        ax.set_title(str(titles[i * c + j]), fontsize=7)  # padding cells were skipped above
-    if titles is not None and not per_image:
-      axes[i, 0].set_ylabel(str(titles[i]), fontsize=8, rotation=0, ha="right", va="center")
+      if not np.isnan(img).all():  # padding cells stay white
+        y0, x0 = gap_y + i * (h + gap_y), gap_x + j * (w + gap_x)
+        out[y0 : y0 + h, x0 : x0 + w] = np.clip(_minmax(img) if normalize else img, 0.0, 1.0)
+  fig = Figure(figsize=(1.3 * c + (1.0 if titles and not per_image else 0.2), 1.3 * r + 0.4))
+  ax = fig.add_subplot()
+  _show(ax, out)
+  ax.set_xticks([])
+  for spine in ax.spines.values():
+    spine.set_visible(False)
+  rows_at = [gap_y + i * (h + gap_y) + (h - 1) / 2 for i in range(r)]
+  if titles is not None and not per_image:
+    ax.set_yticks(rows_at, [str(t) for t in titles], fontsize=8)
+    ax.tick_params(left=False)
+  else:
+    ax.set_yticks([])
+  if per_image:
+    for k in range(n):  # padding cells have no title
+      i, j = divmod(k, c)
+      x_mid = gap_x + j * (w + gap_x) + (w - 1) / 2
+      ax.text(x_mid, rows_at[i] - h / 2 - 1, str(titles[k]), fontsize=7, ha="center", va="bottom")
   if suptitle:
     fig.suptitle(suptitle)
   fig.tight_layout()
