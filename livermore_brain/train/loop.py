@@ -34,7 +34,6 @@ from livermore_brain import distributed
 from livermore_brain import sharding as shd
 from livermore_brain.train import checkpoint as ckpt_lib
 from livermore_brain.train import config_ranges
-from livermore_brain.train import metrics as metrics_lib
 from livermore_brain.train.task import Task
 
 
@@ -91,10 +90,6 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
 
   ``devices`` (default: all) lets a notebook or test run on a subset of the local devices.
   """
-  from clu import periodic_actions  # after metrics_lib, which imports TensorFlow quietly
-
-  from livermore_brain import data as data_lib
-
   config_ranges.check(config, task.config_ranges)  # (families.make_task checked it already)
   workdir = check_workdir(workdir)
   mesh = shd.make_mesh(config.mesh, devices)
@@ -130,6 +125,11 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
     state = task.init_state(jax.random.key(int(config.seed)), mesh, shardings)
   start = int(jax.device_get(state.step))
 
+  # TensorFlow (tf.data, clu's writers) is imported only now, after the checks above: a bad
+  # flag fails in seconds, without paying TensorFlow's import.
+  from livermore_brain import data as data_lib
+  from livermore_brain.train import metrics as metrics_lib
+
   if distributed.is_main():
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=False))
@@ -148,6 +148,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, devices=Non
   )
   total = int(config.num_steps)
   progress = metrics_lib.Progress(total, gb, start)
+  from clu import periodic_actions  # after metrics_lib, which imports TensorFlow quietly
+
   # steps/s, uptime and the time spent in evaluation and checkpointing, to TensorBoard (clu)
   report = periodic_actions.ReportProgress(
     num_train_steps=total,
