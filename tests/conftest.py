@@ -107,5 +107,4 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
   rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-  key = lambda item: rank.get(os.path.basename(str(item.path)), len(rank))  # noqa: E731
-  items.sort(key=key)  # stable: the order inside a file is kept
+  items.sort(key=lambda item: rank.get(os.path.basename(str(item.path)), len(rank)))  # stable
