@@ -79,6 +79,7 @@ from livermore_brain.eval import finetune as finetune_lib
 from livermore_brain.eval import linear_probe
 from livermore_brain.eval.transfer_report import (  # noqa: F401
   differences,
+  mean_of_twins,
   over_training_seeds,
   seed_differences,
   seed_groups,
@@ -442,20 +443,6 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
     f.write(md)
   log(md)
   log(f"wrote {os.path.join(out_dir, 'transfer.json')} and transfer.md")
-  return out
-
-
-def mean_of_twins(cells: list[dict]) -> dict:
-  """Several random twins' cells ``{count: cell}`` as one: per label subset the mean error over
-  the twins (``twin_errors``: per twin, its errors), then mean ± sd over the subsets as usual."""
-  out = {}
-  for col, first in cells[0].items():
-    per_twin = [c[col]["errors"] for c in cells]
-    errs = np.mean(np.asarray(per_twin, np.float64), axis=0)
-    extra = {k: v for k, v in first.items() if k not in ("error", "sd", "errors", "seeds", "l2")}
-    out[col] = linear_probe.cell(
-      errs, first["seeds"], **extra, twin_errors=[[float(e) for e in t] for t in per_twin]
-    )
   return out
 
 

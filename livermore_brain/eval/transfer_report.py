@@ -116,6 +116,20 @@ def over_training_seeds(rows: dict, runs: list[dict]) -> dict:
   return out
 
 
+def mean_of_twins(cells: list[dict]) -> dict:
+  """Several random twins' cells ``{count: cell}`` as one: per label subset the mean error over
+  the twins (``twin_errors``: per twin, its errors), then mean ± sd over the subsets as usual."""
+  out = {}
+  for col, first in cells[0].items():
+    per_twin = [c[col]["errors"] for c in cells]
+    errs = np.mean(np.asarray(per_twin, np.float64), axis=0)
+    extra = {k: v for k, v in first.items() if k not in ("error", "sd", "errors", "seeds", "l2")}
+    out[col] = linear_probe.cell(
+      errs, first["seeds"], **extra, twin_errors=[[float(e) for e in t] for t in per_twin]
+    )
+  return out
+
+
 def seed_differences(over: dict) -> list[dict]:
   """Trained − random init over training seeds, per group, layer and label count (probe rows of
   `over_training_seeds`).
