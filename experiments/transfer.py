@@ -353,21 +353,22 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
     )
     cache = {}
 
-    def feats(net, part, images=images, pool=pool, cache=cache):
-      key = (id(net), part)
-      if key not in cache:
-        cache[key] = tuple(
-          net.features(x, part, pool[part], pool_mode=pool_mode, batch_size=bs) for x in images
-        )
-      return cache[key]
-
-    def twin_feats(net, parts, images=images, pool=pool):
-      """An extra twin's features, not cached (one twin's at a time in memory)."""
-      pair = [
-        tuple(net.features(x, p, pool[p], pool_mode=pool_mode, batch_size=bs) for x in images)
-        for p in parts
-      ]
-      return tuple(np.concatenate([q[j] for q in pair], axis=1) for j in (0, 1))
+    def feats(net, parts, cached=True, images=images, pool=pool, cache=cache):
+      """``(train, test)`` features of the layer ``parts`` (concatenated over its "+" parts);
+      per part kept in ``cache`` for this layer, except an extra twin's (``cached=False``: one
+      twin's at a time in memory)."""
+      per_part = []
+      for p in parts:
+        key = (id(net), p)
+        got = cache.get(key) if cached else None
+        if got is None:
+          got = tuple(
+            net.features(x, p, pool[p], pool_mode=pool_mode, batch_size=bs) for x in images
+          )
+          if cached:
+            cache[key] = got
+        per_part.append(got)
+      return tuple(np.concatenate([q[j] for q in per_part], axis=1) for j in (0, 1))
 
     for src in srcs:
       parts = src.split("+")
@@ -375,13 +376,12 @@ def transfer(workdirs: str | Sequence[str], config, log=print, devices=None) -> 
       twins = ((fx, "trained", ""), (rnd, "random_init", "random init"))
       if mode in ("probe", "both"):
         for net, kind, tag in twins:
-          pair = [feats(net, p) for p in parts]
-          xtr, xte = (np.concatenate([q[j] for q in pair], axis=1) for j in (0, 1))
+          xtr, xte = feats(net, parts)
           label = f"{name}: {src} ({tag or 'trained'})"
           cells = probe(label, xtr, xte)
           if kind == "random_init" and extra:
             cells = mean_of_twins(
-              [cells] + [probe(f"{label} {r.name}", *twin_feats(r, parts)) for r in extra]
+              [cells] + [probe(f"{label} {r.name}", *feats(r, parts, cached=False)) for r in extra]
             )
           rows[label] = dict(kind=kind, method="probe", **meta, dim=int(xtr.shape[1]), cells=cells)
       cache.clear()  # features of the next layer are computed afresh; free these
