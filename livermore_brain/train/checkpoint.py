@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import shutil
@@ -177,6 +178,7 @@ def _dir_bytes(path: str) -> int:
   return total
 
 
+@functools.cache  # a global registration: once per process
 def _small_arrays_written_whole() -> None:
   """One process: a replicated array under 1 MiB per replica is written whole by its first
   replica. Orbax's default (replica-parallel) cuts every replicated array into one slice per
