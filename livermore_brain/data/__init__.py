@@ -10,7 +10,8 @@
 
 (The old square form ``make_pipeline(cfg, image_size=S, channels=C, global_batch=B, ...)`` works.)
 Sources (``data.source``): ``builtin`` (photos shipped with scikit-image / scikit-learn),
-``folder:<dir>``, ``tfds:<name>[:<split>]``, ``yfcc100m:<metadata file>`` (+ ``data.image_dir``),
+``photos`` (those + 17 photographs other packages ship, requirements-photos.txt), ``folder:<dir>``,
+``tfds:<name>[:<split>]``, ``yfcc100m:<metadata file>`` (+ ``data.image_dir``),
 ``mnist[:train|test|all]``, ``digits[:train|test|all]``.
 See docs/data.md. TensorFlow is imported (and hidden from the GPUs) only when the pipeline is
 first used, so `config` and `yfcc` stay light.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ml_collections
 
 SOURCE_FORMS = (
-  "builtin[:train|test|all], folder:<dir>, tfds:<name>[:<split>], yfcc100m:<metadata file>, "
+  "builtin[:train|test|all], photos[:train|test|all], folder:<dir>, tfds:<name>[:<split>], yfcc100m:<metadata file>, "
   "mnist[:train|test|all], digits[:train|test|all]; clips (InputSpec.num_frames >= 1): "
   "moving_mnist[:train|test|all], video_folder:<dir>, tfds:<video dataset>[:<split>], "
   "yfcc100m:<metadata file> (its video lines; files under data.image_dir)"
@@ -24,7 +24,7 @@ def default_config() -> ml_collections.ConfigDict:
   ``flip``, ``color_jitter``, ``normalize`` (else scale to [0, 1]), ``whiten``.
   """
   c = ml_collections.ConfigDict()
-  # Where images come from: builtin | folder:<dir> | tfds:<name>[:<split>] | yfcc100m:<file>
+  # Where images come from: builtin | photos | folder:<dir> | tfds:<name>[:<split>] | yfcc100m:<file>
   # | mnist[:train|test|all] | digits[:train|test|all] (in memory, labeled; default split train).
   c.source = "builtin"
   c.image_dir = ""  # yfcc100m: <image_dir>/<hash[0:3]>/<hash[3:6]>/<hash>.jpg or <photo id>.jpg
@@ -96,10 +96,10 @@ def resolve(cfg) -> ml_collections.ConfigDict:
 
 def parse_source(source: str) -> tuple[str, str, str]:
   """``"tfds:mnist:train"`` -> ``("tfds", "mnist", "train")``, ``"digits"`` -> ``("digits", "",
-  "train")``; kinds: builtin, folder, tfds, yfcc100m, mnist, digits, moving_mnist,
+  "train")``; kinds: builtin, photos, folder, tfds, yfcc100m, mnist, digits, moving_mnist,
   video_folder."""
   kind, _, rest = str(source).partition(":")
-  if kind == "builtin" and rest in ("", *ARRAY_SPLITS):
+  if kind in ("builtin", "photos") and rest in ("", *ARRAY_SPLITS):
     return kind, "", "" if rest == "all" else rest
   if kind in ("mnist", "digits", "moving_mnist") and rest in ("", *ARRAY_SPLITS):
     return kind, "", rest or "train"

