@@ -8,8 +8,9 @@ from __future__ import annotations
 import ml_collections
 
 SOURCE_FORMS = (
-  "builtin[:train|test|all], photos[:train|test|all], folder:<dir>, tfds:<name>[:<split>], yfcc100m:<metadata file>, "
-  "mnist[:train|test|all], digits[:train|test|all]; clips (InputSpec.num_frames >= 1): "
+  "builtin[:train|test|all], photos[:train|test|all], folder:<dir>, tfds:<name>[:<split>], "
+  "yfcc100m:<metadata file>, mnist[:train|test|all], digits[:train|test|all]; "
+  "clips (InputSpec.num_frames >= 1): "
   "moving_mnist[:train|test|all], video_folder:<dir>, tfds:<video dataset>[:<split>], "
   "yfcc100m:<metadata file> (its video lines; files under data.image_dir)"
 )
@@ -24,8 +25,9 @@ def default_config() -> ml_collections.ConfigDict:
   ``flip``, ``color_jitter``, ``normalize`` (else scale to [0, 1]), ``whiten``.
   """
   c = ml_collections.ConfigDict()
-  # Where images come from: builtin | photos | folder:<dir> | tfds:<name>[:<split>] | yfcc100m:<file>
-  # | mnist[:train|test|all] | digits[:train|test|all] (in memory, labeled; default split train).
+  # Where images come from: builtin | photos | folder:<dir> | tfds:<name>[:<split>]
+  # | yfcc100m:<file> | mnist[:train|test|all] | digits[:train|test|all] (in memory, labeled;
+  # default split train).
   c.source = "builtin"
   c.image_dir = ""  # yfcc100m: <image_dir>/<hash[0:3]>/<hash[3:6]>/<hash>.jpg or <photo id>.jpg
   c.tfds_data_dir = ""  # tfds: where the dataset was prepared ("" = the TFDS default)
