@@ -160,18 +160,19 @@ class BuiltinSource:
       keep = [(n in BUILTIN_TEST) == (split == "test") for n in names]
       arrays = [a for a, k in zip(arrays, keep) if k]
       names = [n for n, k in zip(names, keep) if k]
-    if up and split != "test":
-      for path in up_photo_paths():
-        if path.endswith(".npz"):
-          with np.load(path) as z:
-            arrays.append(images.Pyramid(images.to_uint8(z[z.files[0]])))
-        else:
-          arrays.append(images.Pyramid(images.load_path(path)))
-        names.append(os.path.splitext(os.path.basename(path))[0])
+    extra = up_photo_paths() if up and split != "test" else []
+    for path in extra:
+      if path.endswith(".npz"):
+        with np.load(path) as z:
+          arrays.append(images.Pyramid(images.to_uint8(z[z.files[0]])))
+      else:
+        arrays.append(images.Pyramid(images.load_path(path)))
+      names.append(os.path.splitext(os.path.basename(path))[0])
     self._all = arrays
     self.names = names
     self.split = split
     self.kind = "photos" if up else "builtin"
+    self.num_extra = len(extra)  # the last num_extra images are UP_PHOTOS
 
   @property
   def num_items(self) -> int:
@@ -196,11 +197,9 @@ class BuiltinSource:
     split = f":{self.split}" if self.split else ""
     if self.kind == "builtin":
       return f"builtin{split} ({len(self._all)} scikit-image/scikit-learn photos)"
-    n = len(self._all) - (0 if self.split == "test" else len(UP_PHOTOS))
-    return (
-      f"photos{split} ({len(self._all)} photos: {n} from scikit-image/scikit-learn"
-      f"{'' if self.split == 'test' else f', {len(UP_PHOTOS)} with an up from other packages'})"
-    )
+    extra = f", {self.num_extra} with an up from other packages" if self.num_extra else ""
+    n = len(self._all) - self.num_extra
+    return f"photos{split} ({len(self._all)} photos: {n} from scikit-image/scikit-learn{extra})"
 
 
 def folder_classes(root: str, paths: list[str]):
